@@ -1,0 +1,103 @@
+"""The RepVGG family as data: one table of variants, two stage layouts, no per-variant code.
+
+Depths and width multipliers are those of the official implementation (Ding et al., "RepVGG: Making
+VGG-style ConvNets Great Again", CVPR 2021, github.com/DingXiaoH/RepVGG). The CIFAR variants follow seed 000:
+halved base widths, and a stride-1 stem and first stage for 32x32 inputs.
+"""
+
+from dataclasses import dataclass
+
+from src.errors import UserError
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """Input-resolution dependent part of the design: base widths and strides of stem + 4 stages."""
+
+    base_widths: tuple[int, int, int, int]
+    stem_stride: int
+    stage_strides: tuple[int, int, int, int]
+
+
+IMAGENET_LAYOUT = StageLayout(base_widths=(64, 128, 256, 512), stem_stride=2, stage_strides=(2, 2, 2, 2))
+CIFAR_LAYOUT = StageLayout(base_widths=(32, 64, 128, 256), stem_stride=1, stage_strides=(1, 2, 2, 2))
+
+# Blocks are numbered from 1 (first block of stage 1; the stem is 0). In the groupwise variants the
+# even-numbered blocks use grouped 3x3/1x1 convolutions (official `optional_groupwise_layers`).
+GROUPWISE_LAYERS = frozenset(range(2, 27, 2))
+
+
+@dataclass(frozen=True)
+class RepVGGVariant:
+    depths: tuple[int, int, int, int]
+    width_multipliers: tuple[float, float, float, float]
+    groups: int = 1
+    use_se: bool = False
+    layout: StageLayout = IMAGENET_LAYOUT
+
+    @property
+    def stem_width(self) -> int:
+        base = self.layout.base_widths[0]
+        return min(base, int(base * self.width_multipliers[0]))
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        return tuple(int(b * m) for b, m in zip(self.layout.base_widths, self.width_multipliers, strict=True))
+
+    def groups_of(self, layer_index: int) -> int:
+        return self.groups if layer_index in GROUPWISE_LAYERS else 1
+
+
+_A_DEPTHS = (2, 4, 14, 1)
+_B_DEPTHS = (4, 6, 16, 1)
+
+_IMAGENET_VARIANTS = {
+    "RepVGG-A0": RepVGGVariant(_A_DEPTHS, (0.75, 0.75, 0.75, 2.5)),
+    "RepVGG-A1": RepVGGVariant(_A_DEPTHS, (1, 1, 1, 2.5)),
+    "RepVGG-A2": RepVGGVariant(_A_DEPTHS, (1.5, 1.5, 1.5, 2.75)),
+    "RepVGG-B0": RepVGGVariant(_B_DEPTHS, (1, 1, 1, 2.5)),
+    "RepVGG-B1": RepVGGVariant(_B_DEPTHS, (2, 2, 2, 4)),
+    "RepVGG-B1g2": RepVGGVariant(_B_DEPTHS, (2, 2, 2, 4), groups=2),
+    "RepVGG-B1g4": RepVGGVariant(_B_DEPTHS, (2, 2, 2, 4), groups=4),
+    "RepVGG-B2": RepVGGVariant(_B_DEPTHS, (2.5, 2.5, 2.5, 5)),
+    "RepVGG-B2g2": RepVGGVariant(_B_DEPTHS, (2.5, 2.5, 2.5, 5), groups=2),
+    "RepVGG-B2g4": RepVGGVariant(_B_DEPTHS, (2.5, 2.5, 2.5, 5), groups=4),
+    "RepVGG-B3": RepVGGVariant(_B_DEPTHS, (3, 3, 3, 5)),
+    "RepVGG-B3g2": RepVGGVariant(_B_DEPTHS, (3, 3, 3, 5), groups=2),
+    "RepVGG-B3g4": RepVGGVariant(_B_DEPTHS, (3, 3, 3, 5), groups=4),
+    "RepVGG-D2se": RepVGGVariant((8, 14, 24, 1), (2.5, 2.5, 2.5, 5), use_se=True),
+}
+
+# Seed 000 trained these six on CIFAR-100; the others are valid too and are registered alike.
+CIFAR_SUFFIX = "-cifar"
+
+VARIANTS: dict[str, RepVGGVariant] = {
+    **_IMAGENET_VARIANTS,
+    **{
+        name + CIFAR_SUFFIX: RepVGGVariant(v.depths, v.width_multipliers, v.groups, v.use_se, CIFAR_LAYOUT)
+        for name, v in _IMAGENET_VARIANTS.items()
+    },
+}
+
+
+def _canonical(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+_BY_CANONICAL_NAME = {_canonical(name): name for name in VARIANTS}
+
+
+def resolve_arch(arch: str) -> str:
+    """The registered spelling of ``arch``; case and ``_``/``-`` do not matter (``repvgg_a0`` works)."""
+    name = _BY_CANONICAL_NAME.get(_canonical(arch))
+    if name is None:
+        raise UserError(f"unknown arch '{arch}'; available: {', '.join(VARIANTS)}")
+    return name
+
+
+def get_variant(arch: str) -> RepVGGVariant:
+    return VARIANTS[resolve_arch(arch)]
+
+
+def list_models() -> list[str]:
+    return list(VARIANTS)

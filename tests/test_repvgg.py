@@ -1,0 +1,177 @@
+"""The model family: official parameter counts, exact re-parameterisation, API behaviour."""
+
+import mindspore as ms
+import numpy as np
+import pytest
+from conftest import randomise_batchnorm
+from mindspore import nn
+
+from src.errors import UserError
+from src.models import RepVGGBlock, create_model, list_models, repvgg_model_convert
+from src.models.repvgg import identity_kernel
+
+# Official table (github.com/DingXiaoH/RepVGG README), millions of trainable parameters, train / deploy.
+IMAGENET_PARAMS_M = {
+    "RepVGG-A0": (9.11, 8.31), "RepVGG-A1": (14.09, 12.79), "RepVGG-A2": (28.21, 25.50),
+    "RepVGG-B0": (15.82, 14.34), "RepVGG-B1": (57.42, 51.83), "RepVGG-B1g2": (45.78, 41.36),
+    "RepVGG-B1g4": (39.97, 36.13), "RepVGG-B2": (89.02, 80.32), "RepVGG-B2g4": (61.76, 55.78),
+    "RepVGG-B3": (123.09, 110.96), "RepVGG-B3g4": (83.83, 75.63), "RepVGG-D2se": (133.33, 120.39),
+}
+# Seed 000, PyTorch table, CIFAR-100 (100 classes).
+CIFAR_PARAMS_M = {
+    "RepVGG-A0-cifar": (2.03, 1.82), "RepVGG-A1-cifar": (3.27, 2.94), "RepVGG-A2-cifar": (6.78, 6.10),
+    "RepVGG-B0-cifar": (3.71, 3.33), "RepVGG-B1-cifar": (13.96, 12.55), "RepVGG-B1g4-cifar": (9.60, 8.63),
+}
+
+
+def trainable_millions(net: nn.Cell) -> float:
+    return sum(int(np.prod(p.shape)) for p in net.trainable_params()) / 1e6
+
+
+def num_classes_of(arch: str) -> int:
+    return 100 if arch.endswith("-cifar") else 1000
+
+
+def input_size_of(arch: str) -> int:
+    # ImageNet variants downsample 32x; CIFAR variants 8x.
+    return 16 if arch.endswith("-cifar") else 32
+
+
+@pytest.mark.parametrize("arch", list(IMAGENET_PARAMS_M) + list(CIFAR_PARAMS_M))
+def test_param_counts_match_published_tables(arch):
+    expected_train, expected_deploy = {**IMAGENET_PARAMS_M, **CIFAR_PARAMS_M}[arch]
+    train_net = create_model(arch, num_classes=num_classes_of(arch))
+    deploy_net = create_model(arch, num_classes=num_classes_of(arch), deploy=True)
+    assert trainable_millions(train_net) == pytest.approx(expected_train, abs=0.005)
+    assert trainable_millions(deploy_net) == pytest.approx(expected_deploy, abs=0.005)
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_deploy_net_equals_train_net_in_eval_mode(arch):
+    ms.set_seed(0)
+    net = create_model(arch, num_classes=num_classes_of(arch))
+    randomise_batchnorm(net)
+    net.set_train(False)
+    deploy_net = repvgg_model_convert(net)
+    size = input_size_of(arch)
+    x = ms.Tensor(np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32))
+    expected = net(x).asnumpy()
+    actual = deploy_net(x).asnumpy()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    blocks = [c for _, c in deploy_net.cells_and_names() if isinstance(c, RepVGGBlock)]
+    assert blocks and all(b.deploy and b.rbr_dense is None for b in blocks)
+    reference = create_model(arch, num_classes=num_classes_of(arch), deploy=True)
+    assert {p.name: p.shape for p in deploy_net.get_parameters()} == {
+        p.name: p.shape for p in reference.get_parameters()
+    }
+
+
+def test_convert_leaves_the_original_untouched():
+    net = create_model("RepVGG-A0-cifar", num_classes=10)
+    names_before = [p.name for p in net.get_parameters()]
+    repvgg_model_convert(net)
+    assert [p.name for p in net.get_parameters()] == names_before
+    assert not any(b.deploy for _, b in net.cells_and_names() if isinstance(b, RepVGGBlock))
+
+
+class _Detector(nn.Cell):
+    """A larger network that holds a RepVGG backbone and a head of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = create_model("RepVGG-A0-cifar", num_classes=8)
+        self.head = nn.Dense(8, 3)
+
+    def construct(self, x):
+        return self.head(self.backbone(x))
+
+
+def test_convert_works_on_a_backbone_inside_a_larger_net():
+    ms.set_seed(1)
+    net = _Detector()
+    randomise_batchnorm(net, seed=3)
+    net.set_train(False)
+    x = ms.Tensor(np.random.default_rng(1).normal(size=(2, 3, 16, 16)).astype(np.float32))
+    deploy_net = repvgg_model_convert(net)
+    np.testing.assert_allclose(deploy_net(x).asnumpy(), net(x).asnumpy(), atol=1e-5)
+    names = [p.name for p in deploy_net.get_parameters()]
+    assert "backbone.stage1.0.rbr_reparam.weight" in names
+    assert "head.weight" in names
+
+
+def test_deploy_checkpoint_loads_into_a_deploy_model(tmp_path):
+    ms.set_seed(2)
+    net = create_model("RepVGG-B1g4-cifar", num_classes=5)
+    randomise_batchnorm(net)
+    deploy_net = repvgg_model_convert(net)
+    path = str(tmp_path / "deploy.ckpt")
+    ms.save_checkpoint(deploy_net, path)
+    fresh = create_model("RepVGG-B1g4-cifar", num_classes=5, deploy=True)
+    not_loaded, _ = ms.load_param_into_net(fresh, ms.load_checkpoint(path), strict_load=True)
+    assert not not_loaded
+    fresh.set_train(False)
+    x = ms.Tensor(np.random.default_rng(2).normal(size=(1, 3, 16, 16)).astype(np.float32))
+    np.testing.assert_array_equal(fresh(x).asnumpy(), deploy_net(x).asnumpy())
+
+
+def test_identity_kernel_copies_each_channel_within_its_group():
+    kernel = identity_kernel(channels=8, groups=2)
+    assert kernel.shape == (8, 4, 3, 3)
+    for out_channel in range(8):
+        assert kernel[out_channel].sum() == 1.0
+        assert kernel[out_channel, out_channel % 4, 1, 1] == 1.0
+
+
+def test_equivalent_kernel_is_differentiable():
+    block = RepVGGBlock(4, 4, groups=2)
+    randomise_batchnorm(block)
+    gamma = block.rbr_dense.bn.gamma
+
+    def kernel_sum(_):
+        kernel, bias = block.get_equivalent_kernel_bias()
+        return kernel.sum() + bias.sum()
+
+    grad = ms.grad(kernel_sum, grad_position=None, weights=[gamma])(ms.Tensor(0.0))
+    assert np.abs(grad[0].asnumpy()).sum() > 0
+
+
+def test_block_without_identity_when_shape_changes():
+    assert RepVGGBlock(4, 8).rbr_identity is None
+    assert RepVGGBlock(4, 4, stride=2).rbr_identity is None
+    assert RepVGGBlock(4, 4).rbr_identity is not None
+
+
+def test_se_variant_has_se_in_every_block():
+    net = create_model("RepVGG-D2se-cifar", num_classes=10)
+    blocks = [c for _, c in net.cells_and_names() if isinstance(c, RepVGGBlock)]
+    assert len(blocks) == 1 + 8 + 14 + 24 + 1
+    assert all(hasattr(b.se, "down") for b in blocks)
+
+
+def test_groupwise_variant_groups_the_even_layers():
+    net = create_model("RepVGG-B1g4", num_classes=10, deploy=True)
+    groups = [b.rbr_reparam.group for b in [net.stage0, *net.stage1, *net.stage2, *net.stage3, *net.stage4]]
+    assert groups[0] == 1
+    assert groups[1:27] == [4 if i % 2 == 0 else 1 for i in range(1, 27)]
+    assert groups[27] == 1
+
+
+def test_arch_names_are_forgiving_about_case_and_separators():
+    assert create_model("repvgg_a0_cifar", num_classes=3).arch == "RepVGG-A0-cifar"
+
+
+def test_unknown_arch_is_a_user_error_listing_the_choices():
+    with pytest.raises(UserError, match=r"unknown arch 'RepVGG-Z9'.*RepVGG-A0"):
+        create_model("RepVGG-Z9")
+
+
+def test_graph_mode_runs_both_forms():
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        net = create_model("RepVGG-A0-cifar", num_classes=4)
+        randomise_batchnorm(net)
+        net.set_train(False)
+        x = ms.Tensor(np.random.default_rng(4).normal(size=(2, 3, 16, 16)).astype(np.float32))
+        np.testing.assert_allclose(repvgg_model_convert(net)(x).asnumpy(), net(x).asnumpy(), atol=1e-5)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
