@@ -175,3 +175,22 @@ def test_graph_mode_runs_both_forms():
         np.testing.assert_allclose(repvgg_model_convert(net)(x).asnumpy(), net(x).asnumpy(), atol=1e-5)
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.mark.parametrize("arch", ["RepVGG-B1g4-cifar", "RepVGG-D2se-cifar"])
+def test_deploy_net_exports_to_onnx_with_the_same_outputs(tmp_path, arch):
+    import onnx
+    import onnxruntime as ort
+
+    ms.set_seed(5)
+    net = create_model(arch, num_classes=7)
+    randomise_batchnorm(net)
+    deploy_net = repvgg_model_convert(net)
+    x = np.random.default_rng(5).normal(size=(2, 3, 16, 16)).astype(np.float32)
+    ms.export(deploy_net, ms.Tensor(x), file_name=str(tmp_path / "net"), file_format="ONNX")
+    model_path = str(tmp_path / "net.onnx")
+    op_types = {node.op_type for node in onnx.load(model_path).graph.node}
+    assert "BatchNormalization" not in op_types
+    session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x})
+    np.testing.assert_allclose(onnx_out, deploy_net(ms.Tensor(x)).asnumpy(), rtol=1e-4, atol=1e-5)

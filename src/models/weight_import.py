@@ -1,0 +1,108 @@
+"""Load PyTorch-ecosystem RepVGG weights (official DingXiaoH/RepVGG or timm naming) into our Cells.
+
+Our parameter paths follow the official implementation, so the official naming differs only in the
+BatchNorm leaf names; timm renames modules as well. Instead of parsing foreign names, each of our parameters
+is translated to the name it has in the source naming, and the state is checked against that list.
+"""
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+from mindspore import Tensor, nn
+
+from src.errors import UserError
+
+# MindSpore BatchNorm parameter -> PyTorch buffer/parameter name.
+_BN_LEAF_NAMES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+                  "moving_variance": "running_var"}
+# (pattern, replacement) applied in order to an official-naming key to get the timm key.
+_TIMM_RENAMES = (
+    (r"^stage0\.", "stem."),
+    (r"^stage([1-4])\.", lambda m: f"stages.{int(m[1]) - 1}."),
+    (r"\.rbr_dense\.", ".conv_kxk."),
+    (r"\.rbr_1x1\.", ".conv_1x1."),
+    (r"\.rbr_identity\.", ".identity."),
+    (r"\.rbr_reparam\.", ".reparam_conv."),
+    (r"\.se\.down\.", ".attn.fc1."),
+    (r"\.se\.up\.", ".attn.fc2."),
+    (r"^linear\.", "head.fc."),
+)
+# PyTorch bookkeeping with no MindSpore counterpart.
+_IGNORED_LEAVES = ("num_batches_tracked",)
+_DEPLOY_MARKERS = ("rbr_reparam", "reparam_conv")
+_LISTED_PER_KIND = 10
+
+
+class WeightImportError(UserError):
+    """The state does not fit the network; lists every missing, unexpected and mis-shaped key."""
+
+    def __init__(self, missing: list[str], unexpected: list[str], misshaped: list[str], hint: str = ""):
+        self.missing, self.unexpected, self.misshaped = missing, unexpected, misshaped
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                shown = ", ".join(keys[:_LISTED_PER_KIND])
+                more = f" and {len(keys) - _LISTED_PER_KIND} more" if len(keys) > _LISTED_PER_KIND else ""
+                parts.append(f"{len(keys)} {label} key(s): {shown}{more}")
+        super().__init__("weights do not fit the network: " + "; ".join(parts) + (f". {hint}" if hint else ""))
+
+
+def is_deploy_state(names: object) -> bool:
+    """True when the keys describe fused (deploy-form) blocks, in our, official or timm naming."""
+    return any(marker in name for name in names for marker in _DEPLOY_MARKERS)
+
+
+def strip_module_prefix(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Drop the ``module.`` prefix that DataParallel/DistributedDataParallel checkpoints carry."""
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def detect_naming(names: object) -> str:
+    """``"timm"`` when the keys use timm's ``stem``/``stages`` layout, else ``"official"``."""
+    return "timm" if any(n.startswith(("stem.", "stages.")) for n in names) else "official"
+
+
+def official_name(mindspore_name: str) -> str:
+    module, _, leaf = mindspore_name.rpartition(".")
+    return f"{module}.{_BN_LEAF_NAMES.get(leaf, leaf)}"
+
+
+def timm_name(mindspore_name: str) -> str:
+    name = official_name(mindspore_name)
+    for pattern, replacement in _TIMM_RENAMES:
+        name = re.sub(pattern, replacement, name)
+    return name
+
+
+def pytorch_names(net: nn.Cell, naming: str) -> dict[str, str]:
+    """Map each source-naming key to our parameter name, for ``naming`` in {"official", "timm"}."""
+    translate = timm_name if naming == "timm" else official_name
+    return {translate(name): name for name, _ in net.parameters_and_names()}
+
+
+def load_pytorch_weights(net: nn.Cell, state: Mapping[str, np.ndarray]) -> None:
+    """Copy a PyTorch state (name -> array, official or timm naming, optional ``module.``) into ``net``.
+
+    Nothing is written unless every key fits: missing, unexpected or mis-shaped keys raise
+    ``WeightImportError`` listing them.
+    """
+    state = {k: v for k, v in strip_module_prefix(state).items() if not k.endswith(_IGNORED_LEAVES)}
+    source_to_ours = pytorch_names(net, detect_naming(state))
+    params = dict(net.parameters_and_names())
+    missing = sorted(set(source_to_ours) - set(state))
+    unexpected = sorted(set(state) - set(source_to_ours))
+    misshaped = sorted(
+        f"{key} {tuple(np.shape(state[key]))} != {tuple(params[ours].shape)}"
+        for key, ours in source_to_ours.items()
+        if key in state and tuple(np.shape(state[key])) != tuple(params[ours].shape)
+    )
+    if missing or unexpected or misshaped:
+        hint = ""
+        if is_deploy_state(state) != is_deploy_state(source_to_ours):
+            form = "deploy (fused)" if is_deploy_state(state) else "train (multi-branch)"
+            hint = f"The weights are in {form} form: build the network with deploy={is_deploy_state(state)}."
+        raise WeightImportError(missing, unexpected, misshaped, hint)
+    for key, ours in source_to_ours.items():
+        param = params[ours]
+        param.set_data(Tensor(np.asarray(state[key]), dtype=param.dtype))

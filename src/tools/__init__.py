@@ -1,0 +1,1 @@
+"""Command-line tools that are not top-level entry points (run as ``python -m src.tools.<name>``)."""

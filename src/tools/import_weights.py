@@ -1,0 +1,113 @@
+"""Convert PyTorch RepVGG weights (official or timm; .pth, .safetensors or .npz) to a MindSpore .ckpt.
+
+    python -m src.tools.import_weights --arch RepVGG-A0 --input RepVGG-A0-train.pth --output a0.ckpt
+
+The train or deploy form is read off the keys and the number of classes off the classifier's shape.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from src.checkpoint import save_checkpoint_atomic
+from src.cli import run_cli
+from src.errors import UserError
+from src.logger import get_logger
+from src.models import create_model
+from src.models.weight_import import is_deploy_state, load_pytorch_weights, strip_module_prefix
+
+_CLASSIFIER_KEYS = ("linear.weight", "head.fc.weight")
+# Training scripts wrap the state dict in a dict under one of these keys.
+_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def _read_torch(path: Path) -> dict:
+    try:
+        import torch
+    except ImportError as error:
+        raise UserError(
+            f"reading {path.name} needs PyTorch, which is not installed: `pip install torch` (the CPU build "
+            "is enough), or save the weights as .safetensors/.npz"
+        ) from error
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"cannot read {path} as a PyTorch checkpoint: {error}") from error
+    while isinstance(state, dict) and not any(hasattr(v, "shape") for v in state.values()):
+        inner = next((state[k] for k in _WRAPPER_KEYS if k in state), None)
+        if inner is None:
+            break
+        state = inner
+    if not isinstance(state, dict):
+        raise UserError(f"{path} does not hold a state dict")
+    return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"cannot read {path} as safetensors: {error}") from error
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path} as .npz: {error}") from error
+
+
+_READERS = {".pth": _read_torch, ".pt": _read_torch, ".safetensors": _read_safetensors, ".npz": _read_npz}
+
+
+def read_state_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Name -> float32 array from a .pth/.pt, .safetensors or .npz file, without any ``module.`` prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(f"unsupported weights file {path.name}: expected one of {', '.join(_READERS)}")
+    state = reader(path)
+    if not state:
+        raise UserError(f"{path} holds no tensors")
+    return {k: np.asarray(v, dtype=np.float32) for k, v in strip_module_prefix(state).items()}
+
+
+def infer_num_classes(state: dict[str, np.ndarray]) -> int:
+    for key in _CLASSIFIER_KEYS:
+        if key in state:
+            return int(state[key].shape[0])
+    raise UserError(f"no classifier weights ({' or '.join(_CLASSIFIER_KEYS)}) found; pass --num_classes")
+
+
+def import_weights(arch: str, input_path: str, output_path: str, num_classes: int | None = None) -> Path:
+    state = read_state_file(input_path)
+    deploy = is_deploy_state(state)
+    num_classes = num_classes or infer_num_classes(state)
+    net = create_model(arch, num_classes=num_classes, deploy=deploy)
+    load_pytorch_weights(net, state)
+    written = save_checkpoint_atomic(net, output_path)
+    form = "deploy" if deploy else "train"
+    get_logger().info(f"wrote {written} ({net.arch}, {form} form, {num_classes} classes, {len(state)} tensors)")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", required=True, help="e.g. RepVGG-A0, RepVGG-B1g4, repvgg_a2 (timm name)")
+    parser.add_argument("--input", required=True, help=".pth/.pt, .safetensors or .npz file")
+    parser.add_argument("--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
+    parser.add_argument("--num_classes", type=int, help="default: read off the classifier weights")
+    args = parser.parse_args(argv)
+    import_weights(args.arch, args.input, args.output, args.num_classes)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
