@@ -1,5 +1,5 @@
-"""The one checkpoint writer: atomic (temp file in the same folder, fsync, rename), so an interrupted
-write never damages the previous checkpoint at the same path."""
+"""Atomic writers for checkpoints and small text outputs: a temp file in the same folder, then a rename,
+so an interrupted write never damages the previous file at the same path."""
 
 import os
 import tempfile
@@ -35,4 +35,18 @@ def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike,
         if isinstance(error, OSError):
             raise UserError(f"cannot write checkpoint {target}: {error.strerror or error}") from error
         raise
+    return target
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a small text output (JSON, CSV) without ever leaving a half-written file behind."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temp_name, target)
+    except OSError as error:
+        raise UserError(f"cannot write {target}: {error.strerror or error}") from error
     return target

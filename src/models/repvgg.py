@@ -165,7 +165,11 @@ def create_model(arch: str, num_classes: int = 1000, deploy: bool = False) -> Re
 
 
 def repvgg_model_convert(net: nn.Cell) -> nn.Cell:
-    """A new Cell in which every RepVGG block, at any depth, is fused; ``net`` itself is left untouched."""
+    """A new Cell in which every RepVGG block, at any depth, is fused; ``net`` itself is left untouched.
+
+    ``net`` must be a float32 network: ``auto_mixed_precision`` modifies Cells in place with operators that
+    cannot be copied, so convert a float32 twin holding the trained weights.
+    """
     deploy_net = copy.deepcopy(net)
     blocks = [cell for _, cell in deploy_net.cells_and_names() if isinstance(cell, RepVGGBlock)]
     for block in blocks:

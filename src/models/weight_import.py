@@ -81,6 +81,26 @@ def pytorch_names(net: nn.Cell, naming: str) -> dict[str, str]:
     return {translate(name): name for name, _ in net.parameters_and_names()}
 
 
+def check_weights_fit(expected: Mapping[str, tuple], given: Mapping[str, tuple]) -> None:
+    """Raise ``WeightImportError`` unless ``given`` (name -> shape) has exactly the ``expected`` names and shapes.
+
+    When the two disagree on the train/deploy form, the message says which form the weights are in.
+    """
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    misshaped = sorted(
+        f"{key} {tuple(given[key])} != {tuple(shape)}"
+        for key, shape in expected.items()
+        if key in given and tuple(given[key]) != tuple(shape)
+    )
+    if missing or unexpected or misshaped:
+        hint = ""
+        if is_deploy_state(given) != is_deploy_state(expected):
+            form = "deploy (fused)" if is_deploy_state(given) else "train (multi-branch)"
+            hint = f"The weights are in {form} form: build the network with deploy={is_deploy_state(given)}."
+        raise WeightImportError(missing, unexpected, misshaped, hint)
+
+
 def load_pytorch_weights(net: nn.Cell, state: Mapping[str, np.ndarray]) -> None:
     """Copy a PyTorch state (name -> array, official or timm naming, optional ``module.``) into ``net``.
 
@@ -90,19 +110,8 @@ def load_pytorch_weights(net: nn.Cell, state: Mapping[str, np.ndarray]) -> None:
     state = {k: v for k, v in strip_module_prefix(state).items() if not k.endswith(_IGNORED_LEAVES)}
     source_to_ours = pytorch_names(net, detect_naming(state))
     params = dict(net.parameters_and_names())
-    missing = sorted(set(source_to_ours) - set(state))
-    unexpected = sorted(set(state) - set(source_to_ours))
-    misshaped = sorted(
-        f"{key} {tuple(np.shape(state[key]))} != {tuple(params[ours].shape)}"
-        for key, ours in source_to_ours.items()
-        if key in state and tuple(np.shape(state[key])) != tuple(params[ours].shape)
-    )
-    if missing or unexpected or misshaped:
-        hint = ""
-        if is_deploy_state(state) != is_deploy_state(source_to_ours):
-            form = "deploy (fused)" if is_deploy_state(state) else "train (multi-branch)"
-            hint = f"The weights are in {form} form: build the network with deploy={is_deploy_state(state)}."
-        raise WeightImportError(missing, unexpected, misshaped, hint)
+    check_weights_fit({key: params[ours].shape for key, ours in source_to_ours.items()},
+                      {key: np.shape(value) for key, value in state.items()})
     for key, ours in source_to_ours.items():
         param = params[ours]
         param.set_data(Tensor(np.asarray(state[key]), dtype=param.dtype))
