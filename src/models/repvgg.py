@@ -164,6 +164,11 @@ def create_model(arch: str, num_classes: int = 1000, deploy: bool = False) -> Re
     return net
 
 
+def has_multi_branch_blocks(net: nn.Cell) -> bool:
+    """True when some RepVGG block in ``net`` still has its training-time branches."""
+    return any(isinstance(cell, RepVGGBlock) and not cell.deploy for _, cell in net.cells_and_names())
+
+
 def repvgg_model_convert(net: nn.Cell) -> nn.Cell:
     """A new Cell in which every RepVGG block, at any depth, is fused; ``net`` itself is left untouched.
 

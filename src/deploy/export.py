@@ -1,0 +1,86 @@
+"""Export a checkpoint's network (re-parameterised unless told otherwise) to MINDIR, AIR or ONNX.
+
+ONNX files follow the edge-deployment convention of seed 004: opset 11, one input named ``data`` and one
+output named ``output``, optionally with a dynamic batch dimension.
+"""
+
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import onnx
+from mindspore import nn
+
+from src.config import Config
+from src.engine.checkpoints import load_network
+from src.errors import UserError
+from src.logger import get_logger
+from src.models import has_multi_branch_blocks, repvgg_model_convert
+
+FILE_FORMATS = ("MINDIR", "AIR", "ONNX")
+ONNX_INPUT_NAME = "data"
+ONNX_OUTPUT_NAME = "output"
+_SUFFIXES = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
+
+
+def _rename_onnx_io(model: onnx.ModelProto, dynamic_batch: bool) -> None:
+    graph = model.graph
+    renames = {graph.input[0].name: ONNX_INPUT_NAME, graph.output[0].name: ONNX_OUTPUT_NAME}
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    graph.input[0].name = ONNX_INPUT_NAME
+    graph.output[0].name = ONNX_OUTPUT_NAME
+    if dynamic_batch:
+        for value in (graph.input[0], graph.output[0]):
+            value.type.tensor_type.shape.dim[0].dim_param = "batch"
+        # Intermediate shapes recorded at the export batch size would contradict a dynamic batch.
+        del graph.value_info[:]
+
+
+def export_network(net: nn.Cell, file_format: str, file_name: str | Path, batch_size: int, image_size: int,
+                   dynamic_batch: bool = False) -> Path:
+    """Write ``net`` (in eval mode) and return the path of the file written."""
+    file_format = file_format.upper()
+    if file_format not in FILE_FORMATS:
+        raise UserError(f"file_format must be one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
+    if file_format == "AIR" and ms.get_context("device_target") != "Ascend":
+        raise UserError("AIR export needs an Ascend device (MindSpore builds AIR with the Ascend toolkit); "
+                        "use --file_format MINDIR or ONNX here, or export on an Ascend machine")
+    if dynamic_batch and file_format != "ONNX":
+        raise UserError("--dynamic_batch is only supported for ONNX")
+    base = Path(file_name)
+    base = base.with_name(base.name.removesuffix(_SUFFIXES[file_format]))
+    target = base.with_name(base.name + _SUFFIXES[file_format])
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {base.parent}: {error.strerror}") from error
+    net.set_train(False)
+    example = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
+    try:
+        ms.export(net, example, file_name=str(base), file_format=file_format)
+    except (OSError, RuntimeError) as error:
+        raise UserError(f"cannot write {target}: {str(error).splitlines()[0]}") from error
+    if file_format == "ONNX":
+        model = onnx.load(str(target))
+        _rename_onnx_io(model, dynamic_batch)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(target))
+    return target
+
+
+def run_export(cfg: Config, file_format: str, file_name: str | None, batch_size: int, convert: bool = True,
+               dynamic_batch: bool = False) -> Path:
+    """What export.py does: checkpoint -> (re-parameterised) network -> file."""
+    if not cfg.pretrained:
+        raise UserError("--pretrained CKPT is required: the checkpoint to export")
+    if batch_size < 1:
+        raise UserError(f"--batch_size must be >= 1, got {batch_size}")
+    net, description = load_network(cfg.pretrained, cfg.arch, cfg.num_classes)
+    if convert and has_multi_branch_blocks(net):
+        net = repvgg_model_convert(net)
+        description += ", re-parameterised"
+    target = export_network(net, file_format, file_name or net.arch, batch_size, cfg.image_size, dynamic_batch)
+    get_logger().info(f"exported {cfg.pretrained} ({net.arch}, {description}) to {target}")
+    return target
