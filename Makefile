@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint clean-venv
+.PHONY: test lint demo clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,3 +20,6 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+demo: $(STAMP)
+	$(PY) -m src.tools.demo

@@ -1,0 +1,125 @@
+"""Batched MindSpore data sets for training and evaluation, by ``cfg.set``.
+
+- ``ImageNet``: an ImageNet-style folder, ``data_url/{train,val}/<class>/<image>``.
+- ``CIFAR100``: the CIFAR-100 binary version in ``data_url`` (``train.bin``, ``test.bin``; fine labels).
+- ``demo``: the built-in demo set, written to ``data_url`` as an ImageNet-style folder on first use.
+
+Batches are (image float32 NCHW, label). Evaluation labels are int32 class indices. Training labels are
+float32 one-hot rows with label smoothing in timm's convention - ``1 - eps + eps / C`` for the true class,
+``eps / C`` elsewhere (what MindSpore's ``OneHot(smoothing_rate=eps)`` produces) - then mixed per batch by
+MixUp/CutMix as ``src.data.mix`` describes.
+"""
+
+import os
+
+import mindspore as ms
+import mindspore.dataset as ds
+from mindspore.dataset import transforms
+
+from src.config import Config
+from src.data.demo import DEMO_CLASSES, write_demo_imagefolder
+from src.data.folders import EXTENSION_VARIANTS, check_data_url, class_indexing, folder_num_classes
+from src.data.jpeg_guard import read_image_file
+from src.data.mix import batch_mix
+from src.data.transforms import (
+    eval_transforms,
+    train_reads_encoded_images,
+    train_transforms,
+    uses_small_image_recipe,
+)
+from src.errors import UserError
+from src.logger import get_logger
+
+SPLITS = ("train", "val")
+CIFAR100_CLASSES = 100
+# MindSpore's Cifar100Dataset reads exactly 50000 train and 10000 test records of 1 + 1 + 3072 bytes.
+_CIFAR_FILES = {"train": ("train.bin", "train", 50000), "val": ("test.bin", "test", 10000)}
+_CIFAR_RECORD_BYTES = 3074
+
+
+def data_folder(cfg: Config, split: str) -> str:
+    """Absolute folder the split's pipeline reads, for ``iterate_checked`` and ``reported_image_errors``."""
+    folder = cfg.data_url if cfg.set == "CIFAR100" else os.path.join(cfg.data_url, split)
+    return os.path.realpath(folder)
+
+
+def dataset_num_classes(cfg: Config) -> int:
+    """Classes in the configured data set: class folders for image folders, 100 for CIFAR100, 8 for demo."""
+    uses_small_image_recipe(cfg)  # rejects an unknown ``set``
+    if cfg.set == "CIFAR100":
+        return CIFAR100_CLASSES
+    if cfg.set == "demo":
+        return len(DEMO_CLASSES)
+    return folder_num_classes(cfg.data_url)
+
+
+def _ensure_demo_folder(data_url: str) -> None:
+    if all(os.path.isdir(os.path.join(data_url, split)) for split in SPLITS):
+        return
+    write_demo_imagefolder(data_url)
+    get_logger().info(f"demo data set written to {data_url} ({len(DEMO_CLASSES)} classes, 32x32 PNG)")
+
+
+def _cifar_source(cfg: Config, split: str, shuffle: bool, shard: dict) -> ds.Dataset:
+    check_data_url(cfg.data_url)
+    name, usage, records = _CIFAR_FILES[split]
+    path = os.path.join(cfg.data_url, name)
+    if not os.path.isfile(path):
+        raise UserError(f"missing CIFAR-100 file {path} (the binary version: train.bin, test.bin)")
+    size = os.path.getsize(path)
+    if size != records * _CIFAR_RECORD_BYTES:
+        raise UserError(f"{path} has {size} bytes; a CIFAR-100 {name} holds {records} records of "
+                        f"{_CIFAR_RECORD_BYTES} bytes ({records * _CIFAR_RECORD_BYTES} bytes)")
+    dataset = ds.Cifar100Dataset(data_folder(cfg, split), usage=usage, shuffle=shuffle,
+                                 num_parallel_workers=cfg.num_parallel_workers, **shard)
+    return dataset.rename(["fine_label"], ["label"]).project(["image", "label"])
+
+
+def _folder_source(cfg: Config, split: str, decode: bool, shuffle: bool, shard: dict) -> ds.Dataset:
+    if cfg.set == "demo":
+        _ensure_demo_folder(cfg.data_url)
+    indexing = class_indexing(cfg.data_url, split)
+    # Decoding in the source rather than with vision.Decode also keeps MindSpore from dumping each image it
+    # fails to decode into ./abnormal_image.jpg. read_image_file refuses cut-short JPEGs, which crash it.
+    return ds.ImageFolderDataset(data_folder(cfg, split), decode=decode, shuffle=shuffle,
+                                 extensions=list(EXTENSION_VARIANTS), class_indexing=indexing,
+                                 num_parallel_workers=cfg.num_parallel_workers, decrypt=read_image_file,
+                                 **shard)
+
+
+def create_dataset(cfg: Config, split: str, training: bool, rank_id: int = 0, rank_size: int = 1,
+                   shuffle: bool | None = None) -> ds.Dataset:
+    """Batched data set of ``split`` ("train" or "val"), sharded ``rank_id`` of ``rank_size``.
+
+    ``training`` selects the augmenting transforms, one-hot smoothed labels, MixUp/CutMix and
+    ``drop_remainder``; ``shuffle`` defaults to ``training``. Iterate it through ``iterate_checked`` (or
+    inside ``reported_image_errors``) so that an unreadable image becomes a UserError naming the file.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0 <= rank_id < rank_size:
+        raise ValueError(f"rank_id {rank_id} is outside 0..{rank_size - 1}")
+    shuffle = training if shuffle is None else shuffle
+    shard = {"num_shards": rank_size, "shard_id": rank_id} if rank_size > 1 else {}
+    if cfg.set == "CIFAR100":
+        source = _cifar_source(cfg, split, shuffle, shard)
+    else:
+        decode = not (training and train_reads_encoded_images(cfg))
+        source = _folder_source(cfg, split, decode, shuffle, shard)
+    found = dataset_num_classes(cfg)
+    if found != cfg.num_classes:
+        raise UserError(f"num_classes is {cfg.num_classes} but the {cfg.set} data at {cfg.data_url} has "
+                        f"{found} classes")
+
+    image_ops = train_transforms(cfg) if training else eval_transforms(cfg)
+    dataset = source.map(image_ops, "image", num_parallel_workers=cfg.num_parallel_workers)
+    label_ops = [transforms.TypeCast(ms.int32)]
+    if training:
+        label_ops += [transforms.OneHot(cfg.num_classes, smoothing_rate=float(cfg.label_smoothing)),
+                      transforms.TypeCast(ms.float32)]
+    dataset = dataset.map(label_ops, "label").batch(cfg.batch_size, drop_remainder=training)
+    mixer = batch_mix(cfg) if training else None
+    if mixer is not None:
+        # One worker: the mixer's random choices then follow the batch order and the data set seed.
+        dataset = dataset.map(mixer, ["image", "label"], num_parallel_workers=1)
+    return dataset

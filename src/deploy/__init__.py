@@ -1,0 +1,11 @@
+"""Deployment: exporting the deploy network, and offline inference outside MindSpore's Python API (the
+Ascend 310 flow of seed 001 and its CPU twin on MindSpore Lite).
+
+- ``export``: a checkpoint's network -> MINDIR, AIR or ONNX (export.py).
+- ``binfiles``: the file formats shared by preprocess.py, the C++ harness in ``ascend310_infer/`` and
+  postprocess.py (input ``.bin`` tensors, the label file, per-input result files).
+- ``offline_eval``: an image folder -> input ``.bin`` files and the label file (preprocess.py); result files
+  -> top-1/top-5 (postprocess.py).
+- ``lite``: the MindSpore Lite package (a Python 3.7 virtual environment) that lets the harness build and
+  run on CPU, and its ONNX -> MINDIR converter.
+"""

@@ -1,0 +1,110 @@
+"""The two Python ends of offline inference: an image folder -> input ``.bin`` files and a label file
+(preprocess.py), and the harness's result files -> top-1/top-5 (postprocess.py). ``binfiles`` has the formats.
+
+Which images: ``dataset_path`` is either a data set root holding ``val/<class>/<image>`` (its ``val/`` split
+is used) or a split folder itself, ``<class>/<image>``. Class indices are the sorted class folder names of
+the sibling ``train/`` folder when there is one (the indices the network was trained with), else of the
+split folder: the rule of ``src.data.folders``.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from src.config import Config
+from src.data import preprocess_image
+from src.data.folders import class_indexing, image_files
+from src.deploy.binfiles import (
+    INPUT_FOLDER,
+    LABEL_FILE,
+    BinEntry,
+    LabelFile,
+    input_stems,
+    read_label_file,
+    read_results,
+    write_input_bin,
+    write_label_file,
+)
+from src.engine.evaluate import AccuracyCounter, EvalResult
+from src.errors import UserError
+from src.logger import get_logger
+
+EVAL_SPLIT = "val"
+
+
+def split_folder(dataset_path: str | os.PathLike) -> tuple[str, dict[str, int]]:
+    """The folder whose class folders hold the images, and its class name -> index mapping."""
+    root = os.path.abspath(dataset_path)
+    if not os.path.isdir(root):
+        raise UserError(f"dataset_path {dataset_path} does not exist or is not a folder")
+    if os.path.isdir(os.path.join(root, EVAL_SPLIT)):
+        return os.path.join(root, EVAL_SPLIT), class_indexing(root, EVAL_SPLIT)
+    return root, class_indexing(os.path.dirname(root), os.path.basename(root))
+
+
+def list_images(folder: str, indexing: dict[str, int]) -> list[tuple[str, int]]:
+    """(image path, label) of every image under ``folder``'s class folders, in class then file name order."""
+    return [(path, indexing[name]) for name in sorted(indexing) if os.path.isdir(os.path.join(folder, name))
+            for path in image_files(os.path.join(folder, name))]
+
+
+def write_bin_dataset(cfg: Config, dataset_path: str | os.PathLike, output_path: str | os.PathLike,
+                      batch_size: int = 1) -> LabelFile:
+    """Preprocess every image of the data set into ``output_path/00_data/*.bin`` plus ``output_path/labels.json``.
+
+    The images go through ``src.data.preprocess_image``, the evaluation transform. Files are written into a
+    staging folder first, so a failure (an unreadable image) leaves a previous output untouched.
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch_size must be at least 1, got {batch_size}")
+    folder, indexing = split_folder(dataset_path)
+    images = list_images(folder, indexing)
+    output = Path(output_path)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"output_path {output} exists and is not a folder")
+    output.mkdir(parents=True, exist_ok=True)
+    batches = [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
+    shape = (batch_size, 3, cfg.image_size, cfg.image_size)
+    entries = []
+    staging = Path(tempfile.mkdtemp(prefix=f".{INPUT_FOLDER}-", dir=output))
+    target = output / INPUT_FOLDER
+    try:
+        with tqdm(total=len(images), desc="preprocess", unit="img", leave=False) as progress:
+            for stem, batch in zip(input_stems(len(batches)), batches, strict=True):
+                # Zero images pad the last batch to the model's fixed batch size; the label file lists only
+                # the real ones.
+                tensor = np.zeros(shape, dtype=np.float32)
+                for row, (path, _) in enumerate(batch):
+                    tensor[row] = preprocess_image(path, cfg)
+                    progress.update()
+                write_input_bin(staging / f"{stem}.bin", tensor)
+                entries.append(BinEntry(stem, tuple(label for _, label in batch),
+                                        tuple(os.path.relpath(path, folder) for path, _ in batch)))
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    classes = tuple(sorted(indexing, key=indexing.__getitem__))
+    label_file = LabelFile(shape, classes, tuple(entries), folder)
+    write_label_file(output / LABEL_FILE, label_file)
+    get_logger().info(f"{len(images)} images of {folder} -> {len(entries)} files {target}/*.bin "
+                      f"(float32 {shape}), labels in {output / LABEL_FILE}")
+    return label_file
+
+
+def score_results(result_path: str | os.PathLike, label_path: str | os.PathLike,
+                  num_classes: int | None = None) -> EvalResult:
+    """Top-1/top-5 of the harness's result files against the label file (seconds: not measured here, 0)."""
+    label_file = read_label_file(label_path)
+    logits, labels = read_results(result_path, label_file, num_classes)
+    if logits.shape[1] != len(label_file.classes):
+        get_logger().warning(f"the model has {logits.shape[1]} outputs but {label_file.dataset_path} has "
+                             f"{len(label_file.classes)} classes: labels are indices of its sorted class folders")
+    counter = AccuracyCounter()
+    counter.update(logits, labels)
+    return counter.result(0.0)

@@ -1,0 +1,219 @@
+"""The training loop: data per epoch, the compiled train step, evaluation, checkpoints, logs, resume."""
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mindspore as ms
+import mindspore.dataset as ds
+import numpy as np
+from mindspore import Tensor, nn
+from tqdm import tqdm
+
+from src.config import Config, save_config
+from src.data import create_dataset, data_folder, iterate_checked
+from src.device import Placement, setup_device
+from src.engine.amp import apply_amp
+from src.engine.checkpoints import CheckpointKeeper, RunPosition, load_pretrained, restore_train_step
+from src.engine.evaluate import EvalResult, evaluate
+from src.engine.logbook import Logbook
+from src.engine.lr_schedule import build_lr_schedule
+from src.engine.optimizer import build_optimizer
+from src.engine.train_step import EMA_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
+from src.errors import UserError
+from src.logger import get_logger
+from src.models import create_model
+
+RESUME_LATEST = "auto"
+# Test hook (tests/test_distributed.py): when set to a folder, every rank writes rank<r>.npz there at the end
+# of training, so that sharding and the agreement of ranks can be checked from outside the processes.
+RANK_TRACE_VARIABLE = "REPVGG_RANK_TRACE_DIR"
+
+
+@dataclass
+class FitResult:
+    position: RunPosition
+    last_eval: EvalResult | None
+    checkpoint: Path | None
+    network: nn.Cell
+
+
+def _train_dataset(cfg: Config, epoch: int, placement: Placement) -> ds.Dataset:
+    # A fresh pipeline per epoch, seeded by the epoch: a resumed run sees exactly the data it would have.
+    ds.config.set_seed(cfg.seed + epoch)
+    return create_dataset(cfg, "train", training=True, rank_id=placement.rank, rank_size=placement.group_size)
+
+
+def _loss_scaler(cfg: Config):
+    dynamic = cfg.is_dynamic_loss_scale
+    if dynamic and cfg.device_target == "CPU":
+        get_logger().info(f"dynamic loss scaling is refused by MindSpore's CPU backend: using the fixed "
+                          f"loss scale {cfg.loss_scale:g}")
+        dynamic = False
+    return make_loss_scaler(dynamic, cfg.loss_scale)
+
+
+def _copy_weights(sources: list, target: nn.Cell, prefix: str = "") -> None:
+    params = {p.name: p for p in target.get_parameters()}
+    for source in sources:
+        params[source.name.removeprefix(prefix)].set_data(source.data.copy())
+
+
+class _RankTrace:
+    """What one rank did: the class of every training sample it consumed (a sample's identity when each class
+    has one image), its loss at every step, and its final network weights."""
+
+    def __init__(self, folder: str, rank: int):
+        self.path = Path(folder) / f"rank{rank}.npz"
+        self.classes: list[np.ndarray] = []
+        self.losses: list[float] = []
+
+    def record(self, labels: np.ndarray, loss: float) -> None:
+        self.classes.append(labels.argmax(-1))
+        self.losses.append(loss)
+
+    def write(self, net: nn.Cell) -> None:
+        weights = {f"weight:{p.name}": p.asnumpy() for p in net.get_parameters()}
+        np.savez(self.path, classes=np.concatenate(self.classes), losses=np.array(self.losses), **weights)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, placement: Placement):
+        self.cfg = cfg
+        self.placement = placement
+        self.log = get_logger()
+        ms.set_seed(cfg.seed)
+        self.net = create_model(cfg.arch, num_classes=cfg.num_classes)
+        if cfg.pretrained:
+            load_pretrained(self.net, cfg.pretrained)
+        self.steps_per_epoch = _train_dataset(cfg, 0, placement).get_dataset_size()
+        if self.steps_per_epoch == 0:
+            raise UserError(f"the training set at {cfg.data_url} has fewer images per device than one batch "
+                            f"({cfg.batch_size}): lower batch_size")
+        lr = build_lr_schedule(cfg, self.steps_per_epoch)
+        self.lr = lr
+        optimizer = build_optimizer(cfg, self.net.trainable_params(), lr)
+        grad_reducer = None
+        if placement.distributed:
+            grad_reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=placement.group_size)
+        self.train_step = TrainStep(
+            NetWithLoss(apply_amp(self.net, cfg.amp_level), SoftTargetCrossEntropy()), optimizer,
+            _loss_scaler(cfg), cfg.clip_global_norm_value,
+            ema_source=self.net.get_parameters() if cfg.with_ema else None, ema_decay=cfg.ema_decay,
+            grad_reducer=grad_reducer)
+        # AMP changes the trained Cells in place (casts to float16); evaluation, conversion and export use
+        # this float32 twin, into which the current (or EMA) weights are copied.
+        self.eval_net = create_model(cfg.arch, num_classes=cfg.num_classes)
+        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max)
+        self.logbook = Logbook(cfg.train_url, f"{self.net.arch} on {cfg.set}")
+        self.position = RunPosition()
+        trace_folder = os.environ.get(RANK_TRACE_VARIABLE)
+        self.trace = _RankTrace(trace_folder, placement.rank) if trace_folder else None
+
+    def resume(self, checkpoint: str) -> None:
+        path = self.keeper.latest() if checkpoint == RESUME_LATEST else Path(checkpoint)
+        if path is None:
+            raise UserError(f"--resume auto: no epoch checkpoint in {self.cfg.train_url}")
+        self.position = restore_train_step(self.train_step, path)
+        if self.position.step != self.position.epoch * self.steps_per_epoch:
+            raise UserError(f"cannot resume from {path}: it was written with {self.position.step} steps after "
+                            f"{self.position.epoch} epochs, but this setup has {self.steps_per_epoch} steps "
+                            "per epoch (batch_size or data changed)")
+        self.log.info(f"resumed from {path} after epoch {self.position.epoch} (step {self.position.step})")
+
+    def evaluation_network(self) -> nn.Cell:
+        """The float32 network with the weights to evaluate: the EMA ones when EMA is on."""
+        if self.cfg.with_ema:
+            _copy_weights(list(self.train_step.ema), self.eval_net, prefix=EMA_PREFIX)
+        else:
+            _copy_weights(list(self.net.get_parameters()), self.eval_net)
+        return self.eval_net
+
+    def validate(self) -> EvalResult:
+        cfg = self.cfg
+        dataset = create_dataset(cfg, "val", training=False)
+        return evaluate(self.evaluation_network(), iterate_checked(dataset, data_folder(cfg, "val")))
+
+    def _train_one_epoch(self, epoch: int) -> tuple[float, float, int]:
+        cfg = self.cfg
+        dataset = _train_dataset(cfg, epoch, self.placement)
+        self.train_step.set_train(True)
+        losses, skipped = [], 0
+        start = time.perf_counter()
+        batches = tqdm(iterate_checked(dataset, data_folder(cfg, "train")), total=self.steps_per_epoch,
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.placement.is_main,
+                       leave=False, mininterval=2.0, unit="step")
+        for images, labels in batches:
+            loss, finite = self.train_step(Tensor(images), Tensor(labels))
+            if bool(finite.asnumpy()):
+                losses.append(float(loss.asnumpy()))
+            else:
+                skipped += 1
+            if self.trace:
+                self.trace.record(labels, float(loss.asnumpy()))
+            batches.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
+                                lr=f"{self.lr[min(self.position.step + len(losses) + skipped, len(self.lr) - 1)]:.2e}")
+        seconds = time.perf_counter() - start
+        images_per_second = self.steps_per_epoch * cfg.batch_size * self.placement.group_size / seconds
+        mean_loss = float(np.mean(losses)) if losses else math.nan
+        return mean_loss, images_per_second, skipped
+
+    def fit(self) -> FitResult:
+        cfg = self.cfg
+        if self.placement.is_main:
+            Path(cfg.train_url).mkdir(parents=True, exist_ok=True)
+            save_config(cfg, Path(cfg.train_url) / "config.yaml")
+        last_eval, checkpoint, resumed_at = None, None, self.position.epoch
+        run_start, first_epoch = time.perf_counter(), self.position.epoch
+        for epoch in range(self.position.epoch, cfg.epochs):
+            epoch_start = time.perf_counter()
+            train_loss, images_per_second, skipped = self._train_one_epoch(epoch)
+            self.position.epoch = epoch + 1
+            self.position.step += self.steps_per_epoch
+            last_epoch = epoch + 1 == cfg.epochs
+            evaluate_now = last_epoch or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)
+            last_eval = self.validate() if evaluate_now else None
+            is_best = last_eval is not None and last_eval.top1 > self.position.best_top1
+            if is_best:
+                self.position.best_top1 = last_eval.top1
+            epoch_seconds = time.perf_counter() - epoch_start
+            lr_now = float(self.lr[self.position.step - 1])
+            if self.placement.is_main:
+                checkpoint = self.keeper.save(self.train_step, self.position, is_best)
+                self.logbook.append({
+                    "epoch": epoch + 1, "train_loss": f"{train_loss:.5f}", "lr": f"{lr_now:.6g}",
+                    "val_loss": f"{last_eval.loss:.5f}" if last_eval else "",
+                    "top1": f"{last_eval.top1:.3f}" if last_eval else "",
+                    "top5": f"{last_eval.top5:.3f}" if last_eval else "",
+                    "img_per_s": f"{images_per_second:.1f}", "epoch_seconds": f"{epoch_seconds:.1f}",
+                }, resume_from_epoch=resumed_at)
+                resumed_at = None
+                done = epoch + 1 - first_epoch
+                eta = (time.perf_counter() - run_start) / done * (cfg.epochs - epoch - 1)
+                accuracy = f", val top-1 {last_eval.top1:.2f}% top-5 {last_eval.top5:.2f}%" if last_eval else ""
+                overflow = f", {skipped} step(s) skipped (overflow)" if skipped else ""
+                self.log.info(f"epoch {epoch + 1}/{cfg.epochs}: loss {train_loss:.4f}{accuracy}, lr {lr_now:.3g}, "
+                              f"{images_per_second:.0f} img/s{overflow}, ETA {_duration(eta)}")
+        if self.trace:
+            self.trace.write(self.net)
+        return FitResult(self.position, last_eval, checkpoint, self.evaluation_network())
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def train(cfg: Config, resume: str | None = None) -> FitResult:
+    placement = setup_device(cfg)
+    trainer = Trainer(cfg, placement)
+    if resume:
+        trainer.resume(resume)
+    result = trainer.fit()
+    if placement.distributed:
+        # Only rank 0 reports epochs; this line tells each worker's log that its rank got to the end.
+        get_logger().info(f"rank {placement.rank} of {placement.group_size} finished training")
+    return result

@@ -1,0 +1,55 @@
+"""int8 deployment: quantise an exported ONNX model (static, QDQ, per-channel by default) on a calibration
+subset of the training images, then evaluate fp32 and int8 on the validation set and print the comparison.
+
+    python -m src.tools.quantize_onnx --config src/configs/demo.yaml --onnx_path demo.onnx [--output int8.onnx]
+        [--calibration_images 256] [--per_tensor] [--threads 2]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from src.checkpoint import write_text_atomic
+from src.cli import run_cli
+from src.config import add_config_arguments, config_from_args
+from src.deploy.onnx_runtime import evaluate_onnx, open_session
+from src.deploy.quantize import calibration_batches, quantize_int8
+from src.logger import get_logger
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--onnx_path", required=True, help="the fp32 model written by export.py")
+    parser.add_argument("--output", default=None, help="int8 model path (default: <onnx_path stem>.int8.onnx)")
+    parser.add_argument("--calibration_images", type=int, default=256)
+    parser.add_argument("--per_tensor", action="store_true", help="one weight scale per tensor (for comparison)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    args = parser.parse_args(argv)
+    cfg = config_from_args(args)
+    fp32_path = Path(args.onnx_path)
+    fp32 = open_session(fp32_path, threads=args.threads)
+    int8_path = Path(args.output) if args.output else fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    log = get_logger()
+    log.info(f"calibrating on {args.calibration_images} training images")
+    quantize_int8(fp32_path, int8_path, calibration_batches(cfg, args.calibration_images),
+                  per_channel=not args.per_tensor)
+    int8 = open_session(int8_path, threads=args.threads)
+    rows = []
+    for name, session in (("fp32", fp32), (f"int8 QDQ {'per-tensor' if args.per_tensor else 'per-channel'}", int8)):
+        result = evaluate_onnx(session, cfg, name)
+        rows.append({"model": name, "top1": result.accuracy.top1, "top5": result.accuracy.top5,
+                     "latency_ms": result.latency_ms, "img_per_s": result.images_per_second})
+    print(f"\nONNX Runtime on {cfg.set} val ({cfg.batch_size} images per run):")
+    print(f"| {'model':<24} | {'top-1 (%)':>9} | {'top-5 (%)':>9} | {'ms/img':>7} | {'img/s':>8} |")
+    print(f"|{'-' * 26}|{'-' * 11}|{'-' * 11}|{'-' * 9}|{'-' * 10}|")
+    for row in rows:
+        print(f"| {row['model']:<24} | {row['top1']:>9.2f} | {row['top5']:>9.2f} | {row['latency_ms']:>7.3f} "
+              f"| {row['img_per_s']:>8.0f} |")
+    report = write_text_atomic(int8_path.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    log.info(f"int8 model: {int8_path}; comparison: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,24 @@
+"""Train a RepVGG: python train.py --config src/configs/RepVGG-A0.yaml [--device_target CPU] [--<key> value]
+[--resume [CKPT]]"""
+
+import argparse
+
+import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
+from src.cli import run_cli
+from src.config import add_config_arguments, config_from_args
+from src.engine.trainer import RESUME_LATEST, train
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_config_arguments(parser)
+    parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CKPT",
+                        help="continue a run: from CKPT, or without a value from the newest epoch "
+                             "checkpoint in train_url")
+    args = parser.parse_args(argv)
+    train(config_from_args(args), resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
