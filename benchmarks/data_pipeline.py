@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--csv", default="output/benchmarks/data_pipeline.csv")
+    parser.add_argument("--csv", default="benchmarks/results/data_pipeline.csv")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as root:

@@ -103,3 +103,31 @@ def test_bad_inputs_are_clear_errors(exported, args, message):
 def test_gpu_session_without_cuda_is_a_user_error(exported):
     with pytest.raises(UserError, match="install onnxruntime-gpu"):
         open_session(exported["dynamic"], device_target="GPU")
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / "run_infer_onnx.sh"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_run_infer_onnx_script_evaluates_and_logs(exported, tmp_path):
+    result = run_script(str(exported["dynamic"]), str(exported["data"]), "CPU", "0", "--config", str(CONFIG),
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / "infer_onnx" / "log.txt").read_text()
+    assert "top-1 accuracy:" in log and "top-5 accuracy:" in log
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "expected 4 arguments"),
+    (["{dynamic}", "{data}", "TPU", "0"], "DEVICE_TARGET must be CPU or GPU"),
+    (["{dynamic}", "{data}", "CPU", "x"], "DEVICE_ID must be a whole number"),
+    (["/absent.onnx", "{data}", "CPU", "0"], "is not a file"),
+    (["{dynamic}", "/absent", "CPU", "0"], "is not a folder"),
+])
+def test_run_infer_onnx_script_checks_its_arguments(exported, tmp_path, args, message):
+    args = [a.format(**{k: str(v) for k, v in exported.items()}) for a in args]
+    result = run_script(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "usage: bash scripts/run_infer_onnx.sh" in result.stderr
+    assert not (tmp_path / "infer_onnx").exists()

@@ -145,7 +145,7 @@ class Trainer:
         batches = tqdm(iterate_checked(dataset, data_folder(cfg, "train")), total=self.steps_per_epoch,
                        desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.placement.is_main,
                        leave=False, mininterval=2.0, unit="step")
-        for images, labels in batches:
+        for step_in_epoch, (images, labels) in enumerate(batches):
             loss, finite = self.train_step(Tensor(images), Tensor(labels))
             if bool(finite.asnumpy()):
                 losses.append(float(loss.asnumpy()))
@@ -154,7 +154,7 @@ class Trainer:
             if self.trace:
                 self.trace.record(labels, float(loss.asnumpy()))
             batches.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
-                                lr=f"{self.lr[min(self.position.step + len(losses) + skipped, len(self.lr) - 1)]:.2e}")
+                                lr=f"{self.lr[self.position.step + step_in_epoch]:.2e}")
         seconds = time.perf_counter() - start
         images_per_second = self.steps_per_epoch * cfg.batch_size * self.placement.group_size / seconds
         mean_loss = float(np.mean(losses)) if losses else math.nan
