@@ -12,7 +12,6 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore loads)
 
 # isort: on
 import argparse
-import csv
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.results_csv import write_rows
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
 
@@ -83,12 +83,7 @@ def main() -> None:
                          "source": "500x375 JPEG", "images_per_second": round(rate, 1)})
             print(f"{name:32s} {rate:8.1f} img/s ({args.workers} workers, 224 crops)")
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
-    with open(args.csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.csv}")
+    write_rows(args.csv, rows)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore loads)
 
 # isort: on
 import argparse
-import csv
 import os
 import re
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from benchmarks.train_throughput import cpu_model
+from benchmarks.results_csv import cpu_model, write_rows
 from src.deploy.binfiles import write_input_bin
 from src.deploy.export import export_network
 from src.deploy.lite import convert_onnx_to_mindir, lite_venv
@@ -115,12 +114,7 @@ def main() -> None:
                        onnx_images_per_second(path, batch, size, args.threads))
         record("C++ harness (MS Lite CPU)", "deploy (re-param.)", 1,
                harness_images_per_second(onnx_deploy, size, args.threads, folder))
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"written {args.csv}")
+    write_rows(args.csv, rows)
 
 
 if __name__ == "__main__":

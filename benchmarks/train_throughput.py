@@ -12,29 +12,20 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore loads)
 
 # isort: on
 import argparse
-import csv
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor
 
+from benchmarks.results_csv import cpu_model, write_rows
 from src.config import Config
 from src.engine.amp import apply_amp
 from src.engine.optimizer import build_optimizer
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.models import create_model
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def measure(arch: str, size: int, level: str, batch: int, steps: int, warmup: int = 3) -> float:
@@ -79,12 +70,7 @@ def main() -> None:
                        "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "")}
                 rows.append(row)
                 print(f"{arch:18} {size:4}px {level}  batch {args.batch}: {value:8.1f} img/s", flush=True)
-    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"written {args.csv}")
+    write_rows(args.csv, rows)
 
 
 if __name__ == "__main__":
