@@ -1,0 +1,176 @@
+"""RepOpt-VGG (Ding et al., "Re-parameterizing Your Optimizers rather than Architectures", ICLR 2023).
+
+Two networks are built from the same ``RepVGGVariant`` table as RepVGG:
+
+* ``RepOptSearchNet``, the hyper-search model: every block sums a scaled 3x3 conv, a scaled 1x1 conv and (when
+  shapes allow) a scaled identity, then applies BN and ReLU. No BN sits inside the branches, so each branch is
+  linear in its kernel and the per-channel scales learnt here become the RepOptimizer's hyper-parameters.
+  With ``freeze_conv_scales=True`` it is the paper's CSLA model (constant-scale linear addition), the model
+  whose training a RepOptimizer reproduces on the plain net.
+* ``RepOptVGG``, the plain VGG trained and deployed as is: one 3x3 conv, BN, ReLU per block.
+
+Names follow the official implementation (github.com/DingXiaoH/RepOptimizers): the search block owns ``conv``,
+``scale_conv``, ``conv_1x1``, ``scale_1x1``, ``scale_identity`` and ``bn``; the plain block owns ``conv`` and
+``bn``. Block paths (``stage0``, ``stage1.0``...) are the same in both nets, which is how searched scales find
+the plain conv they belong to.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+from src.models.repvgg import SEBlock, identity_kernel
+from src.models.variants import RepVGGVariant
+
+
+class ScaleLayer(nn.Cell):
+    """Per-channel multiplier ``weight`` (no bias), broadcast over an NCHW tensor."""
+
+    def __init__(self, channels: int, init: float, trainable: bool = True):
+        super().__init__()
+        self.weight = Parameter(Tensor(np.full(channels, init, np.float32)), requires_grad=trainable)
+
+    def construct(self, x: Tensor) -> Tensor:
+        return x * self.weight.reshape(1, -1, 1, 1)
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int, groups: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad",
+                     padding=kernel_size // 2, group=groups, has_bias=False)
+
+
+class RepOptSearchBlock(nn.Cell):
+    """``scale_conv * conv3x3(x) + scale_1x1 * conv1x1(x) [+ scale_identity * x]``, then BN, optional SE, ReLU.
+
+    ``freeze_conv_scales`` makes the two conv scales constants, as in the paper's CSLA block; the identity scale
+    stays trainable either way, because in CSLA it plays the role of the identity branch's weight.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1,
+                 use_se: bool = False, conv_scale_init: float = 1.0, freeze_conv_scales: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.groups = groups
+        self.conv = _conv(in_channels, out_channels, 3, stride, groups)
+        self.scale_conv = ScaleLayer(out_channels, conv_scale_init, trainable=not freeze_conv_scales)
+        self.conv_1x1 = _conv(in_channels, out_channels, 1, stride, groups)
+        self.scale_1x1 = ScaleLayer(out_channels, conv_scale_init, trainable=not freeze_conv_scales)
+        has_identity = in_channels == out_channels and stride == 1
+        self.scale_identity = ScaleLayer(out_channels, 1.0) if has_identity else None
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.se = SEBlock(out_channels, out_channels // 16) if use_se else nn.Identity()
+        self.nonlinearity = nn.ReLU()
+
+    def linear_part(self, x: Tensor) -> Tensor:
+        """The branch sum before BN: the part a single 3x3 convolution can replace exactly."""
+        out = self.scale_conv(self.conv(x)) + self.scale_1x1(self.conv_1x1(x))
+        if self.scale_identity is not None:
+            out = out + self.scale_identity(x)
+        return out
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.nonlinearity(self.se(self.bn(self.linear_part(x))))
+
+    def get_equivalent_kernel(self) -> Tensor:
+        """The one 3x3 kernel whose convolution equals ``linear_part``; differentiable, built from ops."""
+        kernel = self.conv.weight * self.scale_conv.weight.reshape(-1, 1, 1, 1)
+        kernel = kernel + ops.pad(self.conv_1x1.weight * self.scale_1x1.weight.reshape(-1, 1, 1, 1), (1, 1, 1, 1))
+        if self.scale_identity is not None:
+            identity = Tensor(identity_kernel(self.out_channels, self.groups))
+            kernel = kernel + identity * self.scale_identity.weight.reshape(-1, 1, 1, 1)
+        return kernel
+
+
+class RepOptVGGBlock(nn.Cell):
+    """The plain block: 3x3 conv (``conv``), BN (``bn``), optional SE, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, groups: int = 1,
+                 use_se: bool = False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.groups = groups
+        # An identity branch exists in the searched block exactly when shapes allow it; the optimizer needs
+        # to know, since that branch adds to the gradient multiplier of this conv.
+        self.has_identity = in_channels == out_channels and stride == 1
+        self.conv = _conv(in_channels, out_channels, 3, stride, groups)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.se = SEBlock(out_channels, out_channels // 16) if use_se else nn.Identity()
+        self.nonlinearity = nn.ReLU()
+
+    def construct(self, x: Tensor) -> Tensor:
+        return self.nonlinearity(self.se(self.bn(self.conv(x))))
+
+
+class _VGGStages(nn.Cell):
+    """Stem block, four stages, global average pool and linear classifier, for either block type."""
+
+    def __init__(self, variant: RepVGGVariant, num_classes: int, make_block):
+        super().__init__()
+        self.variant = variant
+        self.num_classes = num_classes
+        layout = variant.layout
+        self.stage0 = make_block(3, variant.stem_width, layout.stem_stride, 1)
+        in_channels = variant.stem_width
+        layer_index = 1
+        stages = []
+        for depth, width, stride in zip(variant.depths, variant.stage_widths, layout.stage_strides, strict=True):
+            blocks = []
+            for block_stride in [stride] + [1] * (depth - 1):
+                blocks.append(make_block(in_channels, width, block_stride, variant.groups_of(layer_index)))
+                in_channels = width
+                layer_index += 1
+            stages.append(nn.SequentialCell(blocks))
+        self.stage1, self.stage2, self.stage3, self.stage4 = stages
+        self.num_features = in_channels
+        self.linear = nn.Dense(in_channels, num_classes)
+
+    def construct(self, x: Tensor) -> Tensor:
+        x = self.stage4(self.stage3(self.stage2(self.stage1(self.stage0(x)))))
+        return self.linear(x.mean(axis=(2, 3)))
+
+
+class RepOptSearchNet(_VGGStages):
+    """The hyper-search model (trainable scales) or, with ``freeze_conv_scales``, the CSLA model."""
+
+    def __init__(self, variant: RepVGGVariant, num_classes: int = 1000, conv_scale_init: float = 1.0,
+                 freeze_conv_scales: bool = False):
+        super().__init__(variant, num_classes, lambda cin, cout, stride, groups: RepOptSearchBlock(
+            cin, cout, stride, groups, variant.use_se, conv_scale_init, freeze_conv_scales))
+
+
+class RepOptVGG(_VGGStages):
+    """The plain VGG-style network that a RepOptimizer trains."""
+
+    def __init__(self, variant: RepVGGVariant, num_classes: int = 1000):
+        super().__init__(variant, num_classes, lambda cin, cout, stride, groups: RepOptVGGBlock(
+            cin, cout, stride, groups, variant.use_se))
+
+
+@dataclass(frozen=True)
+class BlockScales:
+    """The searched per-output-channel scales of one block; ``scale_identity`` is None without identity."""
+
+    scale_3x3: np.ndarray
+    scale_1x1: np.ndarray
+    scale_identity: np.ndarray | None
+
+
+def extract_scales(net: nn.Cell) -> dict[str, BlockScales]:
+    """The scales of every search block in ``net``, keyed by block path (``"stage0"``, ``"stage1.0"``...)."""
+    return {
+        name: BlockScales(
+            block.scale_conv.weight.asnumpy().copy(),
+            block.scale_1x1.weight.asnumpy().copy(),
+            None if block.scale_identity is None else block.scale_identity.weight.asnumpy().copy(),
+        )
+        for name, block in net.cells_and_names()
+        if isinstance(block, RepOptSearchBlock)
+    }
+
+
+def plain_blocks(net: nn.Cell) -> dict[str, RepOptVGGBlock]:
+    """Every plain block of ``net`` keyed by the same block paths as ``extract_scales``."""
+    return {name: block for name, block in net.cells_and_names() if isinstance(block, RepOptVGGBlock)}
