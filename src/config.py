@@ -75,6 +75,11 @@ class Config:
     with_ema: bool = False
     ema_decay: float = 0.9999
     seed: int = 0
+    # ===== Knowledge distillation (seed 003) ===== #
+    teacher_arch: str | None = None         # any registered arch; the teacher has the student's num_classes
+    teacher_ckpt: str | None = None         # its checkpoint, train or deploy form (EMA weights preferred)
+    kd_alpha: float = 0.0                   # weight of the distillation term (0: off, 1: teacher only)
+    kd_temperature: float = 4.0             # softmax temperature of the distillation term
     # ===== Checkpoints, logs, evaluation ===== #
     train_url: str = "./output"             # checkpoints, CSV log, curves
     keep_checkpoint_max: int = 5
@@ -244,6 +249,13 @@ def _check_auto_augment(value: str | None) -> str | None:
     return value
 
 
+def _optional(check: Check) -> Check:
+    def check_unless_none(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return check_unless_none
+
+
 def _check_beta(value: tuple[float, float]) -> tuple[float, float]:
     return tuple(_FRACTION(b) for b in value)
 
@@ -291,6 +303,9 @@ _RULES: dict[str, Check] = {
     "batch_size": _interval(1),
     "ema_decay": _interval(0, 1, low_open=True, high_open=True),
     "seed": _NON_NEGATIVE,
+    "teacher_arch": _optional(resolve_arch),
+    "kd_alpha": _PROBABILITY,
+    "kd_temperature": _POSITIVE,
     "keep_checkpoint_max": _interval(1),
     "eval_every": _NON_NEGATIVE,
     "device_target": _one_of("CPU", "GPU", "Ascend"),
@@ -303,10 +318,16 @@ _NOT_ABOVE = (
     ("min_lr", "base_lr"),
 )
 
+# Settings that need other keys: (key, whether the setting is on, keys that must then be set, why).
+_NEEDS = (
+    ("kd_alpha", lambda cfg: cfg.kd_alpha > 0, ("teacher_arch", "teacher_ckpt"), "distillation needs a teacher"),
+)
+
 # Paths that must exist: (key, whether it applies to this config, test, what the path should be).
 _PATH_RULES: tuple[tuple[str, Callable[[Config], bool], Callable[[Path], bool], str], ...] = (
     ("pretrained", lambda cfg: cfg.pretrained is not None, Path.is_file, "an existing checkpoint file"),
     ("data_url", lambda cfg: cfg.set in DATASETS_ON_DISK, Path.is_dir, "an existing data set folder"),
+    ("teacher_ckpt", lambda cfg: cfg.teacher_ckpt is not None, Path.is_file, "an existing checkpoint file"),
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -420,6 +441,11 @@ def _build(values: dict[str, tuple[Any, Any]], config_path: Path) -> Config:
             raise UserError(
                 f"{_subject(low_key, origins.get(low_key), config_path)} must not exceed "
                 f"{_subject(high_key, origins.get(high_key), config_path)}: {low} > {high}")
+    for key, applies, needed, why in _NEEDS:
+        unset = [name for name in needed if getattr(cfg, name) is None]
+        if applies(cfg) and unset:
+            raise UserError(f"{_subject(key, origins.get(key), config_path)} = {getattr(cfg, key)} needs "
+                            f"{' and '.join(repr(name) for name in unset)} to be set: {why}")
     return cfg
 
 
@@ -436,8 +462,9 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, object] | 
     """Read the YAML recipe at ``path``, apply ``overrides`` (key -> value), validate, return the Config.
 
     Override values are checked like file values; errors name them as command-line flags (``--key``).
-    ``check_paths=False`` skips the checks that ``pretrained`` is a file and that ``data_url`` is a folder,
-    for tools (eval, export, tests) that load a recipe without needing its data or weights.
+    ``check_paths=False`` skips the checks that ``pretrained`` and ``teacher_ckpt`` are files and that
+    ``data_url`` is a folder, for tools (eval, export, tests) that load a recipe without needing its data or
+    weights.
     """
     config_path = Path(path)
     values = _read_recipe(config_path)

@@ -17,6 +17,7 @@ from src.data import create_dataset, data_folder, iterate_checked
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
 from src.engine.checkpoints import CheckpointKeeper, RunPosition, load_pretrained, restore_train_step
+from src.engine.distillation import build_distillation
 from src.engine.evaluate import EvalResult, evaluate
 from src.engine.logbook import Logbook
 from src.engine.lr_schedule import build_lr_schedule
@@ -98,9 +99,13 @@ class Trainer:
         grad_reducer = None
         if placement.distributed:
             grad_reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=placement.group_size)
+        student = apply_amp(self.net, cfg.amp_level)
+        if cfg.kd_alpha > 0:
+            net_with_loss = build_distillation(cfg, student)
+        else:
+            net_with_loss = NetWithLoss(student, SoftTargetCrossEntropy())
         self.train_step = TrainStep(
-            NetWithLoss(apply_amp(self.net, cfg.amp_level), SoftTargetCrossEntropy()), optimizer,
-            _loss_scaler(cfg), cfg.clip_global_norm_value,
+            net_with_loss, optimizer, _loss_scaler(cfg), cfg.clip_global_norm_value,
             ema_source=self.net.get_parameters() if cfg.with_ema else None, ema_decay=cfg.ema_decay,
             grad_reducer=grad_reducer)
         # AMP changes the trained Cells in place (casts to float16); evaluation, conversion and export use
