@@ -73,6 +73,7 @@ class Config:
     epochs: int = 120
     batch_size: int = 64                    # per device
     with_ema: bool = False
+    sync_bn: bool = False                   # data parallel on Ascend: BatchNorm statistics across devices
     ema_decay: float = 0.9999
     seed: int = 0
     # ===== Knowledge distillation (seed 003) ===== #

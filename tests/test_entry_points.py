@@ -37,6 +37,8 @@ def other_arch_checkpoint(tmp_path) -> Path:
     (("train.py", "--config", str(DEMO), "--epochs", "0"), "epochs"),
     (("train.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--train_url", "{tmp}/run", "--resume"),
      "no epoch checkpoint"),
+    (("train.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--train_url", "{tmp}/run", "--sync_bn", "true"),
+     "SyncBatchNorm runs on Ascend only"),
     (("eval.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--pretrained", "{tmp}/absent.ckpt"),
      "absent.ckpt"),
     (("eval.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--pretrained", "{other}"),

@@ -22,6 +22,7 @@ from src.engine.evaluate import EvalResult, evaluate
 from src.engine.logbook import Logbook
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optimizer import build_optimizer
+from src.engine.sync_batchnorm import convert_to_sync_batchnorm
 from src.engine.train_step import EMA_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.errors import UserError
 from src.logger import get_logger
@@ -89,6 +90,8 @@ class Trainer:
         self.net = create_model(cfg.arch, num_classes=cfg.num_classes)
         if cfg.pretrained:
             load_pretrained(self.net, cfg.pretrained)
+        if cfg.sync_bn:
+            self._use_sync_batchnorm()
         self.steps_per_epoch = _train_dataset(cfg, 0, placement).get_dataset_size()
         if self.steps_per_epoch == 0:
             raise UserError(f"the training set at {cfg.data_url} has fewer images per device than one batch "
@@ -116,6 +119,16 @@ class Trainer:
         self.position = RunPosition()
         trace_folder = os.environ.get(RANK_TRACE_VARIABLE)
         self.trace = _RankTrace(trace_folder, placement.rank) if trace_folder else None
+
+    def _use_sync_batchnorm(self) -> None:
+        if self.cfg.device_target != "Ascend":
+            raise UserError(f"sync_bn: MindSpore's SyncBatchNorm runs on Ascend only, not on {self.cfg.device_target}; "
+                            "set sync_bn to false")
+        if not self.placement.distributed:
+            self.log.info("sync_bn ignored: a single device has nothing to synchronise")
+            return
+        count = convert_to_sync_batchnorm(self.net)
+        self.log.info(f"sync_bn: {count} BatchNorm layers synchronised across {self.placement.group_size} devices")
 
     def resume(self, checkpoint: str) -> None:
         path = self.keeper.latest() if checkpoint == RESUME_LATEST else Path(checkpoint)
