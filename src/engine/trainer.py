@@ -96,9 +96,8 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise UserError(f"the training set at {cfg.data_url} has fewer images per device than one batch "
                             f"({cfg.batch_size}): lower batch_size")
-        lr = build_lr_schedule(cfg, self.steps_per_epoch)
-        self.lr = lr
-        optimizer = build_optimizer(cfg, self.net.trainable_params(), lr)
+        self.lr = build_lr_schedule(cfg, self.steps_per_epoch)
+        optimizer = build_optimizer(cfg, self.net.trainable_params(), self.lr)
         grad_reducer = None
         if placement.distributed:
             grad_reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=placement.group_size)
