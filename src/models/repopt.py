@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.models.repvgg import SEBlock, identity_kernel
+from src.models.repvgg import SEBlock, VGGStages, identity_kernel
 from src.models.variants import RepVGGVariant
 
 
@@ -104,35 +104,7 @@ class RepOptVGGBlock(nn.Cell):
         return self.nonlinearity(self.se(self.bn(self.conv(x))))
 
 
-class _VGGStages(nn.Cell):
-    """Stem block, four stages, global average pool and linear classifier, for either block type."""
-
-    def __init__(self, variant: RepVGGVariant, num_classes: int, make_block):
-        super().__init__()
-        self.variant = variant
-        self.num_classes = num_classes
-        layout = variant.layout
-        self.stage0 = make_block(3, variant.stem_width, layout.stem_stride, 1)
-        in_channels = variant.stem_width
-        layer_index = 1
-        stages = []
-        for depth, width, stride in zip(variant.depths, variant.stage_widths, layout.stage_strides, strict=True):
-            blocks = []
-            for block_stride in [stride] + [1] * (depth - 1):
-                blocks.append(make_block(in_channels, width, block_stride, variant.groups_of(layer_index)))
-                in_channels = width
-                layer_index += 1
-            stages.append(nn.SequentialCell(blocks))
-        self.stage1, self.stage2, self.stage3, self.stage4 = stages
-        self.num_features = in_channels
-        self.linear = nn.Dense(in_channels, num_classes)
-
-    def construct(self, x: Tensor) -> Tensor:
-        x = self.stage4(self.stage3(self.stage2(self.stage1(self.stage0(x)))))
-        return self.linear(x.mean(axis=(2, 3)))
-
-
-class RepOptSearchNet(_VGGStages):
+class RepOptSearchNet(VGGStages):
     """The hyper-search model (trainable scales) or, with ``freeze_conv_scales``, the CSLA model."""
 
     def __init__(self, variant: RepVGGVariant, num_classes: int = 1000, conv_scale_init: float = 1.0,
@@ -141,7 +113,7 @@ class RepOptSearchNet(_VGGStages):
             cin, cout, stride, groups, variant.use_se, conv_scale_init, freeze_conv_scales))
 
 
-class RepOptVGG(_VGGStages):
+class RepOptVGG(VGGStages):
     """The plain VGG-style network that a RepOptimizer trains."""
 
     def __init__(self, variant: RepVGGVariant, num_classes: int = 1000):

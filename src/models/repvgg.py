@@ -5,6 +5,7 @@ MindSpore's BatchNorm names (gamma, beta, moving_mean, moving_variance), so chec
 """
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 from mindspore import Tensor, nn, ops
@@ -116,28 +117,27 @@ class RepVGGBlock(nn.Cell):
         self.deploy = True
 
 
-class RepVGG(nn.Cell):
-    """Stem block, four stages of RepVGG blocks, global average pool, linear classifier.
+class VGGStages(nn.Cell):
+    """Stem block, four stages of blocks laid out by a variant, global average pool, linear classifier.
 
-    The pool is a mean over axes (2, 3) rather than ``nn.AdaptiveAvgPool2d``, which does not export to ONNX.
+    ``make_block(in_channels, out_channels, stride, groups)`` builds every block, so RepVGG and RepOpt-VGG share
+    the layout and parameter paths. The pool is a mean over axes (2, 3) rather than ``nn.AdaptiveAvgPool2d``,
+    which does not export to ONNX.
     """
 
-    def __init__(self, variant: RepVGGVariant, num_classes: int = 1000, deploy: bool = False):
+    def __init__(self, variant: RepVGGVariant, num_classes: int, make_block: Callable[[int, int, int, int], nn.Cell]):
         super().__init__()
         self.variant = variant
         self.num_classes = num_classes
         layout = variant.layout
-        self.stage0 = RepVGGBlock(3, variant.stem_width, layout.stem_stride, use_se=variant.use_se,
-                                  deploy=deploy)
+        self.stage0 = make_block(3, variant.stem_width, layout.stem_stride, 1)
         in_channels = variant.stem_width
         layer_index = 1
         stages = []
-        for depth, width, stride in zip(variant.depths, variant.stage_widths, layout.stage_strides,
-                                        strict=True):
+        for depth, width, stride in zip(variant.depths, variant.stage_widths, layout.stage_strides, strict=True):
             blocks = []
             for block_stride in [stride] + [1] * (depth - 1):
-                blocks.append(RepVGGBlock(in_channels, width, block_stride, variant.groups_of(layer_index),
-                                          variant.use_se, deploy))
+                blocks.append(make_block(in_channels, width, block_stride, variant.groups_of(layer_index)))
                 in_channels = width
                 layer_index += 1
             stages.append(nn.SequentialCell(blocks))
@@ -146,15 +146,19 @@ class RepVGG(nn.Cell):
         self.linear = nn.Dense(in_channels, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stage0(x)
-        x = self.stage1(x)
-        x = self.stage2(x)
-        x = self.stage3(x)
-        x = self.stage4(x)
+        x = self.stage4(self.stage3(self.stage2(self.stage1(self.stage0(x)))))
         return x.mean(axis=(2, 3))
 
     def construct(self, x: Tensor) -> Tensor:
         return self.linear(self.forward_features(x))
+
+
+class RepVGG(VGGStages):
+    """The RepVGG network: every block a ``RepVGGBlock`` (three branches, or fused when ``deploy``)."""
+
+    def __init__(self, variant: RepVGGVariant, num_classes: int = 1000, deploy: bool = False):
+        super().__init__(variant, num_classes, lambda in_channels, out_channels, stride, groups: RepVGGBlock(
+            in_channels, out_channels, stride, groups, variant.use_se, deploy))
 
 
 def create_model(arch: str, num_classes: int = 1000, deploy: bool = False) -> RepVGG:
