@@ -54,9 +54,8 @@ fi
 
 python37="$(find_python37)"
 start=$SECONDS
-if [[ ! -x "$venv/bin/python" ]]; then
-    "$python37" -m venv "$venv"
-fi
+# No stamp means no complete install: start from a fresh venv, so an interrupted earlier setup cannot get in the way.
+"$python37" -m venv --clear "$venv"
 # The wheel is tagged manylinux1 for cp37, so the 3.7 venv's own pip selects it with no platform flags.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "mindspore-lite==$LITE_VERSION" "numpy==$NUMPY_VERSION"
