@@ -4,6 +4,7 @@
 import argparse
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
+from src.checkpoint import check_writable_folder
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
 from src.engine.trainer import RESUME_LATEST, train
@@ -16,8 +17,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue a run: from CKPT, or without a value from the newest epoch "
                              "checkpoint in train_url")
     args = parser.parse_args(argv)
-    train(config_from_args(args), resume=args.resume)
-    return 0
+    cfg = config_from_args(args)
+    # A train_url that cannot be written would otherwise fail only once the data and the network are built.
+    check_writable_folder(cfg.train_url)
+    # Non-zero after a clean stop on SIGINT/SIGTERM (128 + signal), so that job schedulers see the stop.
+    return train(cfg, resume=args.resume).exit_code
 
 
 if __name__ == "__main__":

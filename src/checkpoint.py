@@ -1,8 +1,10 @@
-"""Atomic writers for checkpoints and small text outputs: a temp file in the same folder, then a rename,
-so an interrupted write never damages the previous file at the same path."""
+"""Atomic writers for checkpoints and small outputs: a temp file in the same folder, then a rename, so an
+interrupted write or a full disk never damages the previous file at the same path. Plus the output-folder
+checks that turn a file in the way or a read-only folder into one clear UserError."""
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import mindspore as ms
@@ -10,14 +12,15 @@ import mindspore as ms
 from src.errors import UserError
 
 
-def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike,
-                           append_dict: dict | None = None) -> Path:
-    """Write ``save_obj`` (a Cell or a list of {"name", "data"} dicts) to ``path`` atomically."""
+def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike, append_dict: dict | None = None,
+                           choice_func: Callable[[str], bool] | None = None) -> Path:
+    """Write ``save_obj`` (a Cell or a list of {"name", "data"} dicts) to ``path`` atomically; ``choice_func``
+    selects parameters by name, as in ``mindspore.save_checkpoint``."""
     target = Path(path)
     if target.suffix != ".ckpt":
         raise UserError(f"checkpoint path must end in .ckpt: {target}")
+    ensure_folder(target.parent)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp.ckpt", dir=target.parent)
     except OSError as error:
         raise UserError(f"cannot write checkpoint to {target.parent}: {error.strerror}") from error
@@ -25,7 +28,7 @@ def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike,
     # MindSpore stages its own write in a sibling file; clean up everything sharing our unique stem.
     temp_stem = Path(temp_name).name.removesuffix(".tmp.ckpt")
     try:
-        ms.save_checkpoint(save_obj, temp_name, append_dict=append_dict)
+        ms.save_checkpoint(save_obj, temp_name, append_dict=append_dict, choice_func=choice_func)
         with open(temp_name, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temp_name, target)
@@ -38,15 +41,46 @@ def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike,
     return target
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a small text output (JSON, CSV) without ever leaving a half-written file behind."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a small output (JSON, CSV, PNG, .npz) without ever leaving a half-written file behind."""
     target = Path(path)
+    ensure_folder(target.parent)
+    temp_name = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
         os.replace(temp_name, target)
     except OSError as error:
+        if temp_name is not None:
+            Path(temp_name).unlink(missing_ok=True)
         raise UserError(f"cannot write {target}: {error.strerror or error}") from error
     return target
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` and its parents if needed; UserError naming the obstacle when that is impossible."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        # mkdir's own message ("File exists", "Not a directory") does not say which path is in the way.
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{blocking} is a file, not a folder" if blocking else error.strerror or str(error)
+        raise UserError(f"cannot create folder {folder}: {reason}") from None
+    return folder
+
+
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove that files can be created in it, before any long work starts."""
+    folder = ensure_folder(folder)
+    try:
+        with tempfile.TemporaryFile(prefix=".write-check-", dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"cannot write into {folder}: {error.strerror or error}") from None
+    return folder

@@ -15,6 +15,7 @@ import difflib
 import math
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -50,7 +51,7 @@ class Config:
     label_smoothing: float = 0.1
     num_parallel_workers: int = 8
     # ===== Optimiser and learning rate ===== #
-    optimizer: str = "momentum"             # momentum | adamw
+    optimizer: str = "momentum"             # momentum | adamw | repopt (RepOpt-VGG, see below)
     # Peak learning rate, used as given. The ModelZoo code multiplied it by global batch / 512 out of
     # sight; here each recipe states the rate for its global batch (see src/configs/imagenet_base.yaml).
     base_lr: float = 0.1
@@ -70,6 +71,8 @@ class Config:
     is_dynamic_loss_scale: bool = True
     loss_scale: float = 1024.0
     clip_global_norm_value: float = 5.0     # 0: no clipping
+    # A step whose loss or gradients are not finite is skipped; this many in a row stop the run (diverged).
+    max_nonfinite_steps: int = 20
     epochs: int = 120
     batch_size: int = 64                    # per device
     with_ema: bool = False
@@ -81,6 +84,11 @@ class Config:
     teacher_ckpt: str | None = None         # its checkpoint, train or deploy form (EMA weights preferred)
     kd_alpha: float = 0.0                   # weight of the distillation term (0: off, 1: teacher only)
     kd_temperature: float = 4.0             # softmax temperature of the distillation term
+    # ===== RepOpt-VGG (seed 002) ===== #
+    # optimizer: repopt trains the plain RepOpt-VGG with the RepOptimizer, whose gradient multipliers come
+    # from the scales file a repopt_search run wrote. repopt_search: true trains the hyper-search net instead.
+    repopt_scales: str | None = None        # .npz of searched scales; read when optimizer is repopt
+    repopt_search: bool = False             # train RepOptSearchNet and write <train_url>/RepOptVGG-<..>-scales.npz
     # ===== Checkpoints, logs, evaluation ===== #
     train_url: str = "./output"             # checkpoints, CSV log, curves
     keep_checkpoint_max: int = 5
@@ -117,6 +125,9 @@ def _as_int(value: Any) -> int:
     return value
 
 
+_LARGEST_FLOAT = sys.float_info.max
+
+
 def _as_float(value: Any) -> float:
     # PyYAML follows YAML 1.1, where `1e-4` (no dot) is a string: accept it as the number it looks like.
     if isinstance(value, str):
@@ -126,7 +137,8 @@ def _as_float(value: Any) -> float:
             raise UserError(f"expected a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UserError(f"expected a number, got {value!r}")
-    if not math.isfinite(value):
+    # An integer beyond float range (1 followed by 400 zeros) is as unusable as infinity.
+    if (isinstance(value, int) and abs(value) > _LARGEST_FLOAT) or not math.isfinite(value):
         raise UserError(f"expected a finite number, got {value!r}")
     return float(value)
 
@@ -285,7 +297,7 @@ _RULES: dict[str, Check] = {
     "mixup_mode": _check_mixup_mode,
     "label_smoothing": _FRACTION,
     "num_parallel_workers": _interval(1),
-    "optimizer": _one_of("momentum", "adamw"),
+    "optimizer": _one_of("momentum", "adamw", "repopt"),
     "base_lr": _POSITIVE,
     "warmup_lr": _NON_NEGATIVE,
     "min_lr": _NON_NEGATIVE,
@@ -300,6 +312,7 @@ _RULES: dict[str, Check] = {
     "amp_level": _one_of("O0", "O1", "O2", "O3"),
     "loss_scale": _POSITIVE,
     "clip_global_norm_value": _NON_NEGATIVE,
+    "max_nonfinite_steps": _interval(1),
     "epochs": _interval(1),
     "batch_size": _interval(1),
     "ema_decay": _interval(0, 1, low_open=True, high_open=True),
@@ -322,6 +335,15 @@ _NOT_ABOVE = (
 # Settings that need other keys: (key, whether the setting is on, keys that must then be set, why).
 _NEEDS = (
     ("kd_alpha", lambda cfg: cfg.kd_alpha > 0, ("teacher_arch", "teacher_ckpt"), "distillation needs a teacher"),
+    ("optimizer", lambda cfg: cfg.optimizer == "repopt", ("repopt_scales",),
+     "the RepOptimizer's gradient multipliers come from the scales a repopt_search run wrote"),
+)
+
+# Settings that cannot be combined: (key, other key, whether this config combines them, why).
+_CONFLICTS = (
+    ("repopt_search", "optimizer", lambda cfg: cfg.repopt_search and cfg.optimizer == "repopt",
+     "the search trains the multi-branch search net with momentum or adamw and writes the scales that "
+     "optimizer: repopt then uses on the plain net"),
 )
 
 # Paths that must exist: (key, whether it applies to this config, test, what the path should be).
@@ -329,6 +351,8 @@ _PATH_RULES: tuple[tuple[str, Callable[[Config], bool], Callable[[Path], bool], 
     ("pretrained", lambda cfg: cfg.pretrained is not None, Path.is_file, "an existing checkpoint file"),
     ("data_url", lambda cfg: cfg.set in DATASETS_ON_DISK, Path.is_dir, "an existing data set folder"),
     ("teacher_ckpt", lambda cfg: cfg.teacher_ckpt is not None, Path.is_file, "an existing checkpoint file"),
+    ("repopt_scales", lambda cfg: cfg.optimizer == "repopt", Path.is_file,
+     "an existing scales file (the .npz a repopt_search run writes)"),
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -447,6 +471,11 @@ def _build(values: dict[str, tuple[Any, Any]], config_path: Path) -> Config:
         if applies(cfg) and unset:
             raise UserError(f"{_subject(key, origins.get(key), config_path)} = {getattr(cfg, key)} needs "
                             f"{' and '.join(repr(name) for name in unset)} to be set: {why}")
+    for key, other, combined, why in _CONFLICTS:
+        if combined(cfg):
+            raise UserError(f"{_subject(key, origins.get(key), config_path)} = {getattr(cfg, key)} cannot be "
+                            f"combined with {_subject(other, origins.get(other), config_path)} = "
+                            f"{getattr(cfg, other)}: {why}")
     return cfg
 
 
@@ -463,9 +492,9 @@ def load_config(path: str | os.PathLike[str], overrides: Mapping[str, object] | 
     """Read the YAML recipe at ``path``, apply ``overrides`` (key -> value), validate, return the Config.
 
     Override values are checked like file values; errors name them as command-line flags (``--key``).
-    ``check_paths=False`` skips the checks that ``pretrained`` and ``teacher_ckpt`` are files and that
-    ``data_url`` is a folder, for tools (eval, export, tests) that load a recipe without needing its data or
-    weights.
+    ``check_paths=False`` skips the checks that ``pretrained``, ``teacher_ckpt`` and ``repopt_scales`` are files
+    and that ``data_url`` is a folder, for tools (eval, export, tests) that load a recipe without needing its
+    data or weights.
     """
     config_path = Path(path)
     values = _read_recipe(config_path)

@@ -98,3 +98,35 @@ def test_keeper_keeps_the_newest_epochs_and_the_best(tmp_path):
     assert [p.name for p in keeper.epoch_checkpoints()] == [f"{ARCH}-epoch0003.ckpt", f"{ARCH}-epoch0004.ckpt"]
     assert keeper.latest().name == f"{ARCH}-epoch0004.ckpt"
     assert int(ms.load_checkpoint(str(keeper.best_path))["epoch"].asnumpy()) == 3
+
+
+def test_keeper_resumes_from_an_interrupted_checkpoint_until_the_next_epoch_replaces_it(tmp_path):
+    keeper = CheckpointKeeper(tmp_path, ARCH, keep=2)
+    tiny = ms.nn.Dense(2, 2)
+    keeper.save(tiny, RunPosition(epoch=1, step=5), is_best=False)
+    keeper.save_interrupted(tiny, RunPosition(epoch=1, step=7))
+    assert keeper.latest() == keeper.interrupted_path
+    keeper.save(tiny, RunPosition(epoch=2, step=10), is_best=False)
+    assert not keeper.interrupted_path.exists()
+    assert keeper.latest().name == f"{ARCH}-epoch0002.ckpt"
+
+
+def test_keeper_refuses_to_write_non_finite_weights_and_keeps_the_last_good_checkpoint(tmp_path):
+    keeper = CheckpointKeeper(tmp_path, ARCH, keep=2)
+    tiny = ms.nn.Dense(2, 2)
+    good = keeper.save(tiny, RunPosition(epoch=1, step=5), is_best=False).read_bytes()
+    tiny.bias.set_data(ms.Tensor(np.array([np.nan, 0.0], np.float32)))
+    with pytest.raises(UserError, match=r"non-finite values in .*bias"):
+        keeper.save(tiny, RunPosition(epoch=2, step=10), is_best=True)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{ARCH}-epoch0001.ckpt"]
+    assert (tmp_path / f"{ARCH}-epoch0001.ckpt").read_bytes() == good
+
+
+def test_keeper_removes_staging_files_that_a_killed_write_left(tmp_path):
+    keeper = CheckpointKeeper(tmp_path, ARCH, keep=2)
+    (tmp_path / f".{ARCH}-epoch0002.x1y2.tmp.ckpt").write_bytes(b"half")
+    (tmp_path / ".log.csv.k3j4.tmp").write_text("epoch,")
+    (tmp_path / "notes.txt").write_text("mine")
+    keeper.save(ms.nn.Dense(2, 2), RunPosition(epoch=1, step=5), is_best=False)
+    assert keeper.remove_staging_files() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{ARCH}-epoch0001.ckpt", "notes.txt"]

@@ -6,7 +6,7 @@ import pytest
 from mindspore import nn
 
 from src.engine.amp import apply_amp
-from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
+from src.engine.train_step import BN_BACKUP_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.models import create_model
 
 
@@ -56,6 +56,34 @@ def test_overflow_skips_the_update_and_halves_the_dynamic_scale():
     _, finite = step(*batch())
     assert bool(finite.asnumpy())
     assert any(not np.array_equal(v, before[k]) for k, v in weights_of(net).items())
+
+
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+def test_a_non_finite_batch_changes_no_state_not_even_batchnorm_statistics(mode):
+    ms.set_context(mode=mode)
+    try:
+        ms.set_seed(0)
+        net = nn.SequentialCell([nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dense(64, 3)])
+        step = TrainStep(NetWithLoss(net, SoftTargetCrossEntropy()),
+                         nn.Momentum(net.trainable_params(), 0.1, 0.9), make_loss_scaler(False, 1.0), 1.0,
+                         ema_source=net.get_parameters(), ema_decay=0.5)
+        rng = np.random.default_rng(0)
+        images = rng.normal(size=(2, 3, 4, 4)).astype(np.float32)
+        targets = ms.Tensor(np.eye(3, dtype=np.float32)[[0, 2]])
+        step(ms.Tensor(images), targets)  # one good step: moments and statistics hold real values
+        before = {p.name: p.asnumpy().copy() for p in step.get_parameters()}
+        images[0, 0, 0, 0] = np.inf
+        _, finite = step(ms.Tensor(images), targets)
+        assert not bool(finite.asnumpy())
+        after = {p.name: p.asnumpy() for p in step.get_parameters()}
+        assert any(name.endswith("moving_mean") for name in after)
+        for name, value in before.items():
+            if not name.startswith(BN_BACKUP_PREFIX):
+                np.testing.assert_array_equal(after[name], value, err_msg=name)
+        _, finite = step(ms.Tensor(np.ones_like(images)), targets)
+        assert bool(finite.asnumpy())
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def test_clipping_bounds_the_global_norm_of_the_update():

@@ -1,9 +1,15 @@
 """Export a checkpoint's network (re-parameterised unless told otherwise) to MINDIR, AIR or ONNX.
 
+A RepOpt-VGG is plain already and goes out as it is; a RepOpt search net is merged into the plain RepOpt-VGG that
+computes the same function (its branches are linear), as a RepVGG is fused into its deploy form.
+
 ONNX files follow the edge-deployment convention of seed 004: opset 11, one input named ``data`` and one
 output named ``output``, optionally with a dynamic batch dimension.
 """
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import mindspore as ms
@@ -11,11 +17,13 @@ import numpy as np
 import onnx
 from mindspore import nn
 
+from src.checkpoint import check_writable_folder
 from src.config import Config
 from src.engine.checkpoints import load_network
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import has_multi_branch_blocks, repvgg_model_convert
+from src.models.repopt import RepOptSearchNet, merge_search_net
 
 FILE_FORMATS = ("MINDIR", "AIR", "ONNX")
 ONNX_INPUT_NAME = "data"
@@ -38,9 +46,8 @@ def _rename_onnx_io(model: onnx.ModelProto, dynamic_batch: bool) -> None:
         del graph.value_info[:]
 
 
-def export_network(net: nn.Cell, file_format: str, file_name: str | Path, batch_size: int, image_size: int,
-                   dynamic_batch: bool = False) -> Path:
-    """Write ``net`` (in eval mode) and return the path of the file written."""
+def export_path(file_format: str, file_name: str | Path, dynamic_batch: bool = False) -> Path:
+    """The file an export writes; UserError for a format that cannot be written here or a folder that cannot."""
     file_format = file_format.upper()
     if file_format not in FILE_FORMATS:
         raise UserError(f"file_format must be one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
@@ -49,24 +56,39 @@ def export_network(net: nn.Cell, file_format: str, file_name: str | Path, batch_
                         "use --file_format MINDIR or ONNX here, or export on an Ascend machine")
     if dynamic_batch and file_format != "ONNX":
         raise UserError("--dynamic_batch is only supported for ONNX")
-    base = Path(file_name)
-    base = base.with_name(base.name.removesuffix(_SUFFIXES[file_format]))
-    target = base.with_name(base.name + _SUFFIXES[file_format])
-    try:
-        base.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create {base.parent}: {error.strerror}") from error
+    suffix = _SUFFIXES[file_format]
+    target = Path(file_name)
+    target = target.with_name(target.name.removesuffix(suffix) + suffix)
+    check_writable_folder(target.parent)
+    return target
+
+
+def export_network(net: nn.Cell, file_format: str, file_name: str | Path, batch_size: int, image_size: int,
+                   dynamic_batch: bool = False) -> Path:
+    """Write ``net`` (in eval mode) and return the path of the file written."""
+    target = export_path(file_format, file_name, dynamic_batch)
+    file_format, suffix = file_format.upper(), target.suffix
     net.set_train(False)
     example = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
+    # MindSpore writes in place, read-only (0400), and chmods the file's folder to 0700: it works in a private
+    # staging folder, and the file we write from its output replaces the target only once complete.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        ms.export(net, example, file_name=str(base), file_format=file_format)
+        exported = staging / f"exported{suffix}"
+        ms.export(net, example, file_name=str(exported.with_suffix("")), file_format=file_format)
+        final = staging / f"final{suffix}"
+        if file_format == "ONNX":
+            model = onnx.load(str(exported))
+            _rename_onnx_io(model, dynamic_batch)
+            onnx.checker.check_model(model)
+            onnx.save(model, str(final))
+        else:
+            shutil.copyfile(exported, final)
+        os.replace(final, target)
     except (OSError, RuntimeError) as error:
         raise UserError(f"cannot write {target}: {str(error).splitlines()[0]}") from error
-    if file_format == "ONNX":
-        model = onnx.load(str(target))
-        _rename_onnx_io(model, dynamic_batch)
-        onnx.checker.check_model(model)
-        onnx.save(model, str(target))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -77,10 +99,14 @@ def run_export(cfg: Config, file_format: str, file_name: str | None, batch_size:
         raise UserError("--pretrained CKPT is required: the checkpoint to export")
     if batch_size < 1:
         raise UserError(f"--batch_size must be >= 1, got {batch_size}")
+    export_path(file_format, file_name or cfg.arch, dynamic_batch)  # fails before the checkpoint is read
     net, description = load_network(cfg.pretrained, cfg.arch, cfg.num_classes)
     if convert and has_multi_branch_blocks(net):
         net = repvgg_model_convert(net)
         description += ", re-parameterised"
+    elif convert and isinstance(net, RepOptSearchNet):
+        net = merge_search_net(net)
+        description += ", search branches merged into the plain net"
     target = export_network(net, file_format, file_name or net.arch, batch_size, cfg.image_size, dynamic_batch)
     get_logger().info(f"exported {cfg.pretrained} ({net.arch}, {description}) to {target}")
     return target

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn
 
 from src.checkpoint import save_checkpoint_atomic
-from src.engine.train_step import EMA_PREFIX
+from src.engine.train_step import BN_BACKUP_PREFIX, EMA_PREFIX
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import create_model
+from src.models.repopt import create_repopt_model, repopt_form
 from src.models.weight_import import check_weights_fit, is_deploy_state
 
 RUN_STATE_KEYS = ("epoch", "step", "best_top1")
@@ -55,18 +57,26 @@ def _fit_and_load(net: nn.Cell, weights: dict, path: Path) -> None:
     ms.load_param_into_net(net, weights, strict_load=True)
 
 
+def _network_for(weights: dict, arch: str, num_classes: int) -> tuple[nn.Cell, str]:
+    """The network whose structure the weight names describe, and the name of that form."""
+    form = repopt_form(weights)
+    if form is not None:
+        return create_repopt_model(arch, num_classes, search=form == "search"), f"RepOpt {form}"
+    deploy = is_deploy_state(weights)
+    return create_model(arch, num_classes=num_classes, deploy=deploy), "deploy-form" if deploy else "train-form"
+
+
 def load_network(path: str | Path, arch: str, num_classes: int, prefer_ema: bool = True) -> tuple[nn.Cell, str]:
-    """A network in eval mode with the checkpoint's weights, in the form (train/deploy) the keys say."""
+    """A network in eval mode with the checkpoint's weights, in the form the keys say: RepVGG train or deploy,
+    RepOpt-VGG plain or search net."""
     path = Path(path)
     weights, used_ema = network_weights(read_checkpoint(path), prefer_ema)
     if not weights:
         raise UserError(f"{path} holds no RepVGG weights")
-    deploy = is_deploy_state(weights)
-    net = create_model(arch, num_classes=num_classes, deploy=deploy)
+    net, form = _network_for(weights, arch, num_classes)
     _fit_and_load(net, weights, path)
     net.set_train(False)
-    description = f"{'deploy' if deploy else 'train'}-form {'EMA ' if used_ema else ''}weights"
-    return net, description
+    return net, f"{form} {'EMA ' if used_ema else ''}weights"
 
 
 def load_pretrained(net: nn.Cell, path: str | Path) -> None:
@@ -110,7 +120,8 @@ def restore_train_step(train_step: nn.Cell, path: str | Path) -> RunPosition:
     state = {name: p for name, p in params.items()
              if name not in RUN_STATE_KEYS and not name.endswith(_REBUILT_ON_RESUME)}
     # Checkpoints store parameters under Parameter.name (e.g. "moments.<weight>"), not their Cell paths.
-    expected = {p.name: p.shape for p in train_step.get_parameters() if not p.name.endswith(_REBUILT_ON_RESUME)}
+    expected = {p.name: p.shape for p in train_step.get_parameters() if _saved_in_checkpoint(p.name)
+                and not p.name.endswith(_REBUILT_ON_RESUME)}
     try:
         check_weights_fit(expected, {name: p.shape for name, p in state.items()})
     except UserError as error:
@@ -121,9 +132,24 @@ def restore_train_step(train_step: nn.Cell, path: str | Path) -> RunPosition:
                        float(params["best_top1"].asnumpy()))
 
 
+def _saved_in_checkpoint(name: str) -> bool:
+    return not name.startswith(BN_BACKUP_PREFIX)
+
+
+def _require_finite(train_step: nn.Cell, path: Path) -> None:
+    broken = [p.name for p in train_step.get_parameters() if _saved_in_checkpoint(p.name)
+              and not np.isfinite(p.asnumpy()).all()]
+    if broken:
+        listed = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        raise UserError(f"not writing {path}: non-finite values in {listed}; the run diverged (lower base_lr); "
+                        "earlier checkpoints are kept")
+
+
 class CheckpointKeeper:
     """Writes ``<arch>-epochNNNN.ckpt`` after each epoch, keeps the newest ``keep`` of them, and
-    ``<arch>-best.ckpt`` for the best validation top-1."""
+    ``<arch>-best.ckpt`` for the best validation top-1. A run stopped mid-epoch by a signal leaves
+    ``<arch>-interrupted.ckpt``, which the next epoch checkpoint replaces. Nothing non-finite is ever written.
+    """
 
     def __init__(self, folder: str | Path, arch: str, keep: int):
         self.folder = Path(folder)
@@ -140,16 +166,39 @@ class CheckpointKeeper:
     def epoch_checkpoints(self) -> list[Path]:
         return sorted(self.folder.glob(f"{self.arch}-epoch[0-9][0-9][0-9][0-9].ckpt"))
 
+    @property
+    def interrupted_path(self) -> Path:
+        return self.folder / f"{self.arch}-interrupted.ckpt"
+
     def latest(self) -> Path | None:
-        found = self.epoch_checkpoints()
-        return found[-1] if found else None
+        """The checkpoint to resume from: the newest epoch checkpoint, or a newer interrupted one."""
+        found = self.epoch_checkpoints()[-1:]
+        if self.interrupted_path.is_file():
+            found.append(self.interrupted_path)
+        return max(found, key=lambda path: path.stat().st_mtime_ns) if found else None
+
+    def _write(self, train_step: nn.Cell, position: RunPosition, path: Path) -> Path:
+        _require_finite(train_step, path)
+        run_state = {"epoch": position.epoch, "step": position.step, "best_top1": float(position.best_top1)}
+        return save_checkpoint_atomic(train_step, path, append_dict=run_state, choice_func=_saved_in_checkpoint)
 
     def save(self, train_step: nn.Cell, position: RunPosition, is_best: bool) -> Path:
-        run_state = {"epoch": position.epoch, "step": position.step, "best_top1": float(position.best_top1)}
-        path = save_checkpoint_atomic(train_step, self.epoch_path(position.epoch), append_dict=run_state)
+        path = self._write(train_step, position, self.epoch_path(position.epoch))
         if is_best:
-            save_checkpoint_atomic(train_step, self.best_path, append_dict=run_state)
+            self._write(train_step, position, self.best_path)
+        self.interrupted_path.unlink(missing_ok=True)
         for old in self.epoch_checkpoints()[:-self.keep]:
             old.unlink(missing_ok=True)
         return path
+
+    def save_interrupted(self, train_step: nn.Cell, position: RunPosition) -> Path:
+        return self._write(train_step, position, self.interrupted_path)
+
+    def remove_staging_files(self) -> int:
+        """Delete what killed writes left in the run folder: the hidden temporary files of the atomic writers
+        (``.<name>.<random>.tmp`` or ``.tmp.ckpt``; checkpoints, scales, logs), never a finished file."""
+        stale = list(self.folder.glob(".*.tmp*"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 

@@ -30,8 +30,9 @@ Initialisation follows the paper: the plain kernel starts as the CSLA block's W'
 ``s3·W3 + s1·P(W1) + D(1)`` with ``W3``, ``W1`` freshly drawn (or ``D(s_identity)`` with ``use_identity_scales``).
 """
 
+import mindspore as ms
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from src.errors import UserError
 from src.models.repopt import BlockScales, RepOptVGGBlock, plain_blocks
@@ -99,6 +100,14 @@ def initialise_from_scales(net: nn.Cell, scales: dict[str, BlockScales], use_ide
         block.conv.weight.set_data(Tensor(kernel))
 
 
+_multiply_gradient = ops.MultitypeFuncGraph("multiply_gradient")
+
+
+@_multiply_gradient.register("Tensor", "Tensor")
+def _multiply(multiplier: Tensor, gradient: Tensor) -> Tensor:
+    return gradient * multiplier
+
+
 class RepOptimizer(nn.Cell):
     """``nn.Momentum`` whose gradients are first multiplied by ``grad_mults[parameter name]``.
 
@@ -122,8 +131,11 @@ class RepOptimizer(nn.Cell):
         for p in self.parameters:
             if p.name in grad_mults and tuple(grad_mults[p.name].shape) != tuple(p.shape):
                 raise UserError(f"multiplier of {p.name} has shape {grad_mults[p.name].shape}, not {p.shape}")
-        self.grad_mults = tuple(Tensor(grad_mults[p.name]) if p.name in grad_mults else None for p in self.parameters)
+        # One multiplier per parameter, so that graph mode maps them over the gradients in one HyperMap; the
+        # others get 1, and multiplying by 1 leaves a float32 gradient bit for bit as it was.
+        self.grad_mults = tuple(Tensor(grad_mults[p.name]) if p.name in grad_mults else Tensor(1.0, ms.float32)
+                                for p in self.parameters)
+        self.hyper_map = ops.HyperMap()
 
     def construct(self, gradients: tuple[Tensor, ...]) -> Tensor:
-        gradients = tuple(g if m is None else g * m for g, m in zip(gradients, self.grad_mults, strict=True))
-        return self.momentum_sgd(gradients)
+        return self.momentum_sgd(self.hyper_map(_multiply_gradient, self.grad_mults, gradients))

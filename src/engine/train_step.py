@@ -1,5 +1,11 @@
 """One optimisation step as a Cell: AMP forward, scaled backward, gradient mean across devices, overflow
-check (an overflow skips the update), global-norm clipping, optimiser update and EMA of the weights."""
+check, global-norm clipping, optimiser update and EMA of the weights.
+
+A step whose loss or gradients are not finite (an fp16 overflow, or a diverging run) is skipped entirely:
+no update of weights, moments or EMA, and the BatchNorm running statistics, which the forward pass has
+already moved, are put back. Without that, one inf activation would leave NaN statistics in every later
+checkpoint.
+"""
 
 from collections.abc import Iterable
 
@@ -8,6 +14,9 @@ from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
 
 EMA_PREFIX = "ema."
+# Copies of the BatchNorm running statistics taken before each forward pass; never written to checkpoints.
+BN_BACKUP_PREFIX = "bn_backup."
+_BN_STATISTICS = (".moving_mean", ".moving_variance")
 
 
 class SoftTargetCrossEntropy(nn.Cell):
@@ -65,6 +74,7 @@ class TrainStep(nn.Cell):
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.weights)
         self.clip_norm = clip_norm
         self.grad_reducer = grad_reducer if grad_reducer is not None else nn.Identity()
+        self.hyper_map = ops.HyperMap()
         self.use_ema = ema_source is not None
         if self.use_ema:
             ema_source = list(ema_source)
@@ -73,7 +83,11 @@ class TrainStep(nn.Cell):
                 [Parameter(p.data.copy(), name=EMA_PREFIX + p.name, requires_grad=False) for p in ema_source]
             )
             self.ema_update = _EMAUpdate(ema_decay)
-            self.hyper_map = ops.HyperMap()
+        statistics = [p for p in net_with_loss.get_parameters() if p.name.endswith(_BN_STATISTICS)]
+        self.bn_statistics = ParameterTuple(statistics)
+        self.bn_backup = ParameterTuple(
+            [Parameter(p.data.copy(), name=BN_BACKUP_PREFIX + p.name, requires_grad=False) for p in statistics])
+        self.assign = ops.Assign()
         # BatchNorm uses batch statistics only in train mode; evaluation must switch it back off.
         self.set_train(True)
 
@@ -81,10 +95,12 @@ class TrainStep(nn.Cell):
         return self.loss_scaler.scale(self.net_with_loss(images, targets))
 
     def construct(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        # The data dependency orders the backup before the forward pass that updates the statistics.
+        images = ops.depend(images, self.hyper_map(self.assign, self.bn_backup, self.bn_statistics))
         scaled_loss, grads = self.grad_fn(images, targets)
         loss = self.loss_scaler.unscale(scaled_loss)
         grads = self.grad_reducer(self.loss_scaler.unscale(grads))
-        finite = all_finite(grads)
+        finite = ops.logical_and(all_finite(grads), ops.isfinite(loss).all())
         if self.dynamic_scale:
             self.loss_scaler.adjust(finite)
         if finite:
@@ -93,4 +109,6 @@ class TrainStep(nn.Cell):
             loss = ops.depend(loss, self.optimizer(grads))
             if self.use_ema:
                 loss = ops.depend(loss, self.hyper_map(self.ema_update, self.ema, self.ema_source))
+        else:
+            loss = ops.depend(loss, self.hyper_map(self.assign, self.bn_statistics, self.bn_backup))
         return loss, finite

@@ -2,6 +2,7 @@
 
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,22 +17,27 @@ from src.config import Config, save_config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
-from src.engine.checkpoints import CheckpointKeeper, RunPosition, load_pretrained, restore_train_step
+from src.engine.checkpoints import CheckpointKeeper, RunPosition, restore_train_step
 from src.engine.distillation import build_distillation
 from src.engine.evaluate import EvalResult, evaluate
 from src.engine.logbook import Logbook
 from src.engine.lr_schedule import build_lr_schedule
+from src.engine.networks import build_network, build_training_network, write_searched_scales
 from src.engine.optimizer import build_optimizer
+from src.engine.stop_request import StopRequest
 from src.engine.sync_batchnorm import convert_to_sync_batchnorm
 from src.engine.train_step import EMA_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.errors import UserError
 from src.logger import get_logger
-from src.models import create_model
 
 RESUME_LATEST = "auto"
 # Test hook (tests/test_distributed.py): when set to a folder, every rank writes rank<r>.npz there at the end
 # of training, so that sharding and the agreement of ranks can be checked from outside the processes.
 RANK_TRACE_VARIABLE = "REPVGG_RANK_TRACE_DIR"
+
+
+class DivergenceError(UserError):
+    """Too many consecutive non-finite steps: the run stops before it can save anything broken."""
 
 
 @dataclass
@@ -40,6 +46,15 @@ class FitResult:
     last_eval: EvalResult | None
     checkpoint: Path | None
     network: nn.Cell
+    exit_code: int = 0              # 128 + signal number after a clean stop on SIGINT/SIGTERM
+
+
+@dataclass
+class EpochOutcome:
+    mean_loss: float
+    images_per_second: float
+    skipped_steps: int
+    stopped: bool                   # a stop was requested: the epoch ended early
 
 
 def _train_dataset(cfg: Config, epoch: int, placement: Placement) -> ds.Dataset:
@@ -87,9 +102,7 @@ class Trainer:
         self.placement = placement
         self.log = get_logger()
         ms.set_seed(cfg.seed)
-        self.net = create_model(cfg.arch, num_classes=cfg.num_classes)
-        if cfg.pretrained:
-            load_pretrained(self.net, cfg.pretrained)
+        self.net, grad_mults = build_training_network(cfg)
         if cfg.sync_bn:
             self._use_sync_batchnorm()
         self.steps_per_epoch = _train_dataset(cfg, 0, placement).get_dataset_size()
@@ -97,7 +110,7 @@ class Trainer:
             raise UserError(f"the training set at {cfg.data_url} has fewer images per device than one batch "
                             f"({cfg.batch_size}): lower batch_size")
         self.lr = build_lr_schedule(cfg, self.steps_per_epoch)
-        optimizer = build_optimizer(cfg, self.net.trainable_params(), self.lr)
+        optimizer = build_optimizer(cfg, self.net.trainable_params(), self.lr, grad_mults)
         grad_reducer = None
         if placement.distributed:
             grad_reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=placement.group_size)
@@ -112,10 +125,12 @@ class Trainer:
             grad_reducer=grad_reducer)
         # AMP changes the trained Cells in place (casts to float16); evaluation, conversion and export use
         # this float32 twin, into which the current (or EMA) weights are copied.
-        self.eval_net = create_model(cfg.arch, num_classes=cfg.num_classes)
+        self.eval_net = build_network(cfg)
         self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max)
         self.logbook = Logbook(cfg.train_url, f"{self.net.arch} on {cfg.set}")
         self.position = RunPosition()
+        self.stop = StopRequest(placement.distributed)
+        self.nonfinite_streak = 0
         trace_folder = os.environ.get(RANK_TRACE_VARIABLE)
         self.trace = _RankTrace(trace_folder, placement.rank) if trace_folder else None
 
@@ -134,11 +149,15 @@ class Trainer:
         if path is None:
             raise UserError(f"--resume auto: no epoch checkpoint in {self.cfg.train_url}")
         self.position = restore_train_step(self.train_step, path)
-        if self.position.step != self.position.epoch * self.steps_per_epoch:
+        if not 0 <= self._steps_into_epoch() < self.steps_per_epoch:
             raise UserError(f"cannot resume from {path}: it was written with {self.position.step} steps after "
                             f"{self.position.epoch} epochs, but this setup has {self.steps_per_epoch} steps "
                             "per epoch (batch_size or data changed)")
-        self.log.info(f"resumed from {path} after epoch {self.position.epoch} (step {self.position.step})")
+        within = f", {self._steps_into_epoch()} steps into the next" if self._steps_into_epoch() else ""
+        self.log.info(f"resumed from {path} after epoch {self.position.epoch}{within} (step {self.position.step})")
+
+    def _steps_into_epoch(self) -> int:
+        return self.position.step - self.position.epoch * self.steps_per_epoch
 
     def evaluation_network(self) -> nn.Cell:
         """The float32 network with the weights to evaluate: the EMA ones when EMA is on."""
@@ -153,42 +172,88 @@ class Trainer:
         dataset = create_dataset(cfg, "val", training=False)
         return evaluate(self.evaluation_network(), iterate_checked(dataset, data_folder(cfg, "val")))
 
-    def _train_one_epoch(self, epoch: int) -> tuple[float, float, int]:
+    def _count_nonfinite(self, finite: bool) -> None:
+        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
+        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+            last = self.keeper.latest()
+            raise DivergenceError(
+                f"training diverged: {self.nonfinite_streak} steps in a row had a non-finite loss or gradients "
+                f"(up to step {self.position.step}, learning rate {self.lr[self.position.step - 1]:.3g}); "
+                f"nothing was saved from them. Last good checkpoint: {last or 'none'}. Lower base_lr, keep "
+                "clip_global_norm_value on, or raise max_nonfinite_steps if the loss scale is still settling")
+
+    def _train_one_epoch(self, epoch: int) -> EpochOutcome:
         cfg = self.cfg
         dataset = _train_dataset(cfg, epoch, self.placement)
         self.train_step.set_train(True)
-        losses, skipped = [], 0
+        # After a mid-epoch stop, the batches already trained on are drawn again (the same ones: the pipeline
+        # is seeded by the epoch) and passed over, so the run continues exactly where it stopped.
+        done_before = self._steps_into_epoch()
+        losses, skipped, stopped = [], 0, False
         start = time.perf_counter()
         batches = tqdm(iterate_checked(dataset, data_folder(cfg, "train")), total=self.steps_per_epoch,
-                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not self.placement.is_main,
-                       leave=False, mininterval=2.0, unit="step")
-        for step_in_epoch, (images, labels) in enumerate(batches):
+                       initial=done_before, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not self.placement.is_main, leave=False, mininterval=2.0, unit="step")
+        for index, (images, labels) in enumerate(batches):
+            if index < done_before:
+                continue
             loss, finite = self.train_step(Tensor(images), Tensor(labels))
-            if bool(finite.asnumpy()):
+            self.position.step += 1
+            finite = bool(finite.asnumpy())
+            if finite:
                 losses.append(float(loss.asnumpy()))
             else:
                 skipped += 1
             if self.trace:
                 self.trace.record(labels, float(loss.asnumpy()))
             batches.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
-                                lr=f"{self.lr[self.position.step + step_in_epoch]:.2e}")
+                                lr=f"{self.lr[self.position.step - 1]:.2e}")
+            self._count_nonfinite(finite)
+            if index + 1 < self.steps_per_epoch and self.stop.requested():
+                stopped = True
+                break
+        batches.close()
         seconds = time.perf_counter() - start
-        images_per_second = self.steps_per_epoch * cfg.batch_size * self.placement.group_size / seconds
+        trained_steps = self._steps_into_epoch() - done_before if stopped else self.steps_per_epoch - done_before
+        images_per_second = trained_steps * cfg.batch_size * self.placement.group_size / seconds
         mean_loss = float(np.mean(losses)) if losses else math.nan
-        return mean_loss, images_per_second, skipped
+        return EpochOutcome(mean_loss, images_per_second, skipped, stopped)
+
+    def _write_searched_scales(self) -> None:
+        """A RepOpt search keeps its scales file in step with its newest checkpoint (rank 0 calls this)."""
+        if self.cfg.repopt_search:
+            write_searched_scales(self.cfg, self.evaluation_network())
+
+    def _stopped(self, checkpoint: Path | None, last_eval: EvalResult | None) -> FitResult:
+        """End the run on a stop request; a cut-short epoch gets its resumable checkpoint written here."""
+        if checkpoint is None and self.placement.is_main:
+            checkpoint = self.keeper.save_interrupted(self.train_step, self.position)
+            self._write_searched_scales()
+        name = signal.Signals(self.stop.signal_number).name
+        self.log.info(f"stopped by {name} at step {self.position.step} ({self.position.epoch} epochs done); "
+                      f"resumable checkpoint: {checkpoint or 'written by rank 0'}; continue with --resume")
+        return FitResult(self.position, last_eval, checkpoint, self.evaluation_network(), self.stop.exit_code)
 
     def fit(self) -> FitResult:
+        with self.stop:
+            return self._fit()
+
+    def _fit(self) -> FitResult:
         cfg = self.cfg
         if self.placement.is_main:
             Path(cfg.train_url).mkdir(parents=True, exist_ok=True)
             save_config(cfg, Path(cfg.train_url) / "config.yaml")
+            removed = self.keeper.remove_staging_files()
+            if removed:
+                self.log.info(f"removed {removed} unfinished checkpoint file(s) of an interrupted earlier write")
         last_eval, checkpoint, resumed_at = None, None, self.position.epoch
         run_start, first_epoch = time.perf_counter(), self.position.epoch
         for epoch in range(self.position.epoch, cfg.epochs):
             epoch_start = time.perf_counter()
-            train_loss, images_per_second, skipped = self._train_one_epoch(epoch)
+            outcome = self._train_one_epoch(epoch)
+            if outcome.stopped:
+                return self._stopped(None, None)
             self.position.epoch = epoch + 1
-            self.position.step += self.steps_per_epoch
             last_epoch = epoch + 1 == cfg.epochs
             evaluate_now = last_epoch or (cfg.eval_every > 0 and (epoch + 1) % cfg.eval_every == 0)
             last_eval = self.validate() if evaluate_now else None
@@ -199,20 +264,25 @@ class Trainer:
             lr_now = float(self.lr[self.position.step - 1])
             if self.placement.is_main:
                 checkpoint = self.keeper.save(self.train_step, self.position, is_best)
+                self._write_searched_scales()
                 self.logbook.append({
-                    "epoch": epoch + 1, "train_loss": f"{train_loss:.5f}", "lr": f"{lr_now:.6g}",
+                    "epoch": epoch + 1, "train_loss": f"{outcome.mean_loss:.5f}", "lr": f"{lr_now:.6g}",
                     "val_loss": f"{last_eval.loss:.5f}" if last_eval else "",
                     "top1": f"{last_eval.top1:.3f}" if last_eval else "",
                     "top5": f"{last_eval.top5:.3f}" if last_eval else "",
-                    "img_per_s": f"{images_per_second:.1f}", "epoch_seconds": f"{epoch_seconds:.1f}",
+                    "img_per_s": f"{outcome.images_per_second:.1f}", "epoch_seconds": f"{epoch_seconds:.1f}",
                 }, resume_from_epoch=resumed_at)
                 resumed_at = None
                 done = epoch + 1 - first_epoch
                 eta = (time.perf_counter() - run_start) / done * (cfg.epochs - epoch - 1)
                 accuracy = f", val top-1 {last_eval.top1:.2f}% top-5 {last_eval.top5:.2f}%" if last_eval else ""
-                overflow = f", {skipped} step(s) skipped (overflow)" if skipped else ""
-                self.log.info(f"epoch {epoch + 1}/{cfg.epochs}: loss {train_loss:.4f}{accuracy}, lr {lr_now:.3g}, "
-                              f"{images_per_second:.0f} img/s{overflow}, ETA {_duration(eta)}")
+                skipped = outcome.skipped_steps
+                overflow = f", {skipped} step(s) skipped (non-finite)" if skipped else ""
+                self.log.info(f"epoch {epoch + 1}/{cfg.epochs}: loss {outcome.mean_loss:.4f}{accuracy}, "
+                              f"lr {lr_now:.3g}, {outcome.images_per_second:.0f} img/s{overflow}, "
+                              f"ETA {_duration(eta)}")
+            if not last_epoch and self.stop.requested():
+                return self._stopped(checkpoint, last_eval)
         if self.trace:
             self.trace.write(self.net)
         return FitResult(self.position, last_eval, checkpoint, self.evaluation_network())
@@ -230,7 +300,7 @@ def train(cfg: Config, resume: str | None = None) -> FitResult:
     if resume:
         trainer.resume(resume)
     result = trainer.fit()
-    if placement.distributed:
+    if placement.distributed and result.exit_code == 0:
         # Only rank 0 reports epochs; this line tells each worker's log that its rank got to the end.
         get_logger().info(f"rank {placement.rank} of {placement.group_size} finished training")
     return result

@@ -21,7 +21,12 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from src.models.repvgg import SEBlock, VGGStages, identity_kernel
-from src.models.variants import RepVGGVariant
+from src.models.variants import RepVGGVariant, get_variant, resolve_arch
+
+# Display names (checkpoint files, logs): RepVGG-A0-cifar -> RepOptVGG-A0-cifar and RepOptVGG-A0-cifar-search.
+_FAMILY_PREFIX = "RepVGG-"
+REPOPT_PREFIX = "RepOptVGG-"
+SEARCH_SUFFIX = "-search"
 
 
 class ScaleLayer(nn.Cell):
@@ -146,3 +151,49 @@ def extract_scales(net: nn.Cell) -> dict[str, BlockScales]:
 def plain_blocks(net: nn.Cell) -> dict[str, RepOptVGGBlock]:
     """Every plain block of ``net`` keyed by the same block paths as ``extract_scales``."""
     return {name: block for name, block in net.cells_and_names() if isinstance(block, RepOptVGGBlock)}
+
+
+def repopt_name(arch: str, search: bool = False) -> str:
+    """``RepOptVGG-A0-cifar`` for the plain net of ``arch`` (``RepVGG-A0-cifar``), with ``-search`` for the
+    search net."""
+    name = REPOPT_PREFIX + resolve_arch(arch).removeprefix(_FAMILY_PREFIX)
+    return name + SEARCH_SUFFIX if search else name
+
+
+def create_repopt_model(arch: str, num_classes: int = 1000, search: bool = False) -> VGGStages:
+    """The plain RepOpt-VGG of a registered arch (same widths and depths as the RepVGG), or its search net."""
+    variant = get_variant(arch)
+    net = RepOptSearchNet(variant, num_classes) if search else RepOptVGG(variant, num_classes)
+    net.arch = repopt_name(arch, search)
+    return net
+
+
+def repopt_form(names: object) -> str | None:
+    """``"search"`` or ``"plain"`` when weight names are those of a RepOpt search or plain net, else None.
+
+    The search block alone has ``scale_conv``; the plain block's conv sits right under the block path, where
+    RepVGG has ``rbr_dense`` or ``rbr_reparam``. Both RepOpt nets share ``stage0.conv.weight``, so search first.
+    """
+    names = list(names)
+    if any(".scale_conv." in name for name in names):
+        return "search"
+    return "plain" if "stage0.conv.weight" in names else None
+
+
+def merge_search_net(net: RepOptSearchNet) -> RepOptVGG:
+    """The plain RepOpt-VGG that computes what ``net`` computes: each block's branches merged into its 3x3 conv.
+
+    Exact in every mode, since the branches are linear and BN comes after their sum. ``net`` is left untouched.
+    """
+    plain = RepOptVGG(net.variant, net.num_classes)
+    plain.arch = net.arch.removesuffix(SEARCH_SUFFIX)
+    search_params = dict(net.parameters_and_names())
+    search_blocks = dict(net.cells_and_names())
+    for name, param in plain.parameters_and_names():
+        block_path, _, leaf = name.rpartition(".conv.")
+        if leaf == "weight" and isinstance(search_blocks.get(block_path), RepOptSearchBlock):
+            param.set_data(search_blocks[block_path].get_equivalent_kernel())
+        else:
+            param.set_data(search_params[name].data.copy())
+    plain.set_train(False)
+    return plain
