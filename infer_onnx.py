@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.checkpoint import write_text_atomic
+from src.checkpoint import check_writable_folder, write_text_atomic
 from src.cli import run_cli
 from src.config import load_config
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result_json", default=None, help="default: <onnx_path>.eval.json")
     args = parser.parse_args(argv)
     session = open_session(args.onnx_path, args.device_target, args.device_id, args.threads)
+    target = Path(args.result_json) if args.result_json else Path(args.onnx_path).with_suffix(".eval.json")
+    check_writable_folder(target.parent)
     output_classes = session.get_outputs()[0].shape[-1]
     overrides = {"data_url": args.dataset_path, "batch_size": args.batch_size, "device_target": args.device_target}
     if isinstance(output_classes, int):
@@ -38,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"top-1 accuracy: {accuracy.top1 / 100:.5f}\ntop-5 accuracy: {accuracy.top5 / 100:.5f}\n"
           f"images: {accuracy.images}, latency {result.latency_ms:.3f} ms/img, {result.images_per_second:.1f} img/s "
           f"(batch {args.batch_size}, {args.device_target})")
-    target = Path(args.result_json) if args.result_json else Path(args.onnx_path).with_suffix(".eval.json")
     record = {"onnx": str(args.onnx_path), **accuracy.as_dict(), "latency_ms": result.latency_ms}
     write_text_atomic(target, json.dumps(record, indent=2) + "\n")
     get_logger().info(f"metrics written to {target}")

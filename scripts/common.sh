@@ -5,7 +5,7 @@
 # required ones must be --key value pairs; they are passed on to train.py / eval.py (config overrides).
 # Training runs in the foreground; logs go to folders in the current directory:
 #   train_standalone/log.txt                      one process (standalone scripts)
-#   train_parallel/worker_<rank>.log, scheduler.log  msrun (CPU, GPU, Ascend msrun)
+#   train_parallel/worker_<rank>.log, scheduler.log, msrun.log  msrun (CPU, GPU, Ascend msrun)
 #   train_parallel<rank>/log.txt                  one folder per rank (Ascend rank table)
 #   eval/log.txt                                  evaluation
 # Relative paths in the config (data_url, train_url) start from the current directory, as with train.py.
@@ -87,19 +87,27 @@ run_standalone() {
 
 # run_msrun WORKERS ARGS...: WORKERS train.py processes on this host under msrun, logs in train_parallel/.
 run_msrun() {
-    local workers=$1 log_dir port msrun
+    local workers=$1 log_dir port msrun status=0 code
     shift
     msrun=$(dirname "$PYTHON")/msrun
     [[ -x $(dirname "$PYTHON")/python ]] ||
         fail "msrun starts workers with 'python', and there is none next to $PYTHON: use a virtual environment (make test creates .venv) or set PYTHON"
     [[ -x $msrun ]] || fail "no msrun next to $PYTHON: is MindSpore installed there?"
     log_dir=$(pwd)/train_parallel
+    mkdir -p "$log_dir"
     port=$(free_port)
     echo "msrun: $workers workers, master port $port, logs: $log_dir/worker_<rank>.log (rank 0 shown here)"
     # --tail_worker_log=0: rank 0 reports the epochs; the other ranks' output stays in their log files.
+    # msrun's own messages go to msrun.log: it reports a failed worker with a Python traceback of its own.
     "$msrun" --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" --log_dir="$log_dir" \
-        --join=True --tail_worker_log=0 "$REPO_ROOT/train.py" "$@" ||
-        fail "distributed training failed, see $log_dir/worker_<rank>.log and scheduler.log"
+        --join=True --tail_worker_log=0 "$REPO_ROOT/train.py" "$@" 2>"$log_dir/msrun.log" || status=$?
+    if ((status != 0)); then
+        # The failed worker's exit code, so that a user error (a bad config value) still exits with 2.
+        code=$(grep -o 'exit with exception. Error code: [0-9]*' "$log_dir/msrun.log" | grep -o '[0-9]*$' |
+            head -n 1) || true
+        fail "distributed training failed, see $log_dir/worker_<rank>.log (msrun: msrun.log, scheduler.log)" \
+            "${code:-1}"
+    fi
 }
 
 # run_rank_table TABLE ARGS...: one train.py per device of this server listed in the HCCL rank table, each

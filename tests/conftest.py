@@ -4,9 +4,12 @@
 import src  # noqa: F401  (side effect: ONEDNN_MAX_CPU_ISA guard)
 
 # isort: on
+import os
+
 import mindspore as ms
 import numpy as np
 import pytest
+from PIL import Image
 
 ms.set_device("CPU")
 ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -28,6 +31,30 @@ def randomise_batchnorm(net: ms.nn.Cell, seed: int = 0) -> None:
         kind = name.rsplit(".", 1)[-1]
         if kind in draws:
             param.set_data(ms.Tensor(draws[kind](param.shape).astype(np.float32)))
+
+
+IMAGE_FOLDER_CLASSES = ("cat", "dog", "emu")
+
+
+def write_image_folder(root, train_per_class: int = 8, val_per_class: int = 4, suffix: str = ".jpg", seed: int = 0,
+                       classes: tuple[str, ...] = IMAGE_FOLDER_CLASSES) -> str:
+    """ImageNet-style folder of small random 64x48 JPEGs (or PNGs), each class with its own mean brightness."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("val", val_per_class)):
+        for label, name in enumerate(classes):
+            os.makedirs(os.path.join(root, split, name), exist_ok=True)
+            for index in range(count):
+                pixels = rng.integers(0, 160, size=(48, 64, 3)) + 40 * label
+                path = os.path.join(root, split, name, f"{index}{suffix}")
+                Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return str(root)
+
+
+def truncated_jpeg(path) -> None:
+    """A JPEG cut off in the middle, as an interrupted copy leaves it."""
+    Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8)).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
 
 
 @pytest.fixture

@@ -55,12 +55,13 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path):
 
 
 def test_a_full_disk_is_a_user_error_and_leaves_no_partial_files(tmp_path):
-    target = tmp_path / "net.ckpt"
+    target, text_target = tmp_path / "net.ckpt", tmp_path / "metrics.json"
     target.write_bytes(b"previous")
+    text_target.write_bytes(b"previous")
     # RLIMIT_FSIZE makes writes past 100 kB fail with EFBIG, as a full disk would.
     program = (
         "import src, resource, signal, numpy as np, mindspore as ms\n"
-        "from src.checkpoint import save_checkpoint_atomic\n"
+        "from src.checkpoint import save_checkpoint_atomic, write_text_atomic\n"
         "from src.errors import UserError\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
@@ -69,17 +70,22 @@ def test_a_full_disk_is_a_user_error_and_leaves_no_partial_files(tmp_path):
         f"    save_checkpoint_atomic(big, {str(target)!r})\n"
         "except UserError as error:\n"
         "    print('USER ERROR:', error)\n"
+        "try:\n"
+        f"    write_text_atomic({str(text_target)!r}, 'x' * 200_000)\n"
+        "except UserError as error:\n"
+        "    print('USER ERROR:', error)\n"
     )
     result = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert "USER ERROR: cannot write checkpoint" in result.stdout, result.stderr
-    assert target.read_bytes() == b"previous"
-    assert [p.name for p in tmp_path.iterdir()] == ["net.ckpt"]
+    assert f"USER ERROR: cannot write {text_target}: File too large" in result.stdout, result.stderr
+    assert target.read_bytes() == text_target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "net.ckpt"]
 
 
 def test_a_file_in_place_of_the_folder_is_a_user_error(tmp_path):
     (tmp_path / "not_a_dir").write_text("x")
-    with pytest.raises(UserError, match="cannot write checkpoint"):
+    with pytest.raises(UserError, match="not_a_dir is a file, not a folder"):
         save_checkpoint_atomic(TINY, tmp_path / "not_a_dir" / "x.ckpt")
 
 

@@ -1,6 +1,7 @@
 """The data pipeline: demo set, transforms, data sets, label mixing, sharding and readable data errors."""
 
 import io
+import multiprocessing
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import IMAGE_FOLDER_CLASSES, truncated_jpeg, write_image_folder
 from PIL import Image
 
 from src.config import Config
@@ -26,30 +28,17 @@ from src.data import (
     reported_image_errors,
     write_demo_imagefolder,
 )
+from src.data.datasets import parallel_workers
 from src.data.folders import image_files
 from src.data.jpeg_guard import jpeg_header_problem
 from src.data.mix import BatchMix
 from src.data.transforms import random_erasing_ops, train_transforms
 from src.errors import UserError
 
-CLASSES = ("cat", "dog", "emu")
+CLASSES = IMAGE_FOLDER_CLASSES
 TRAIN_PER_CLASS = 8
 VAL_PER_CLASS = 4
 EPS = 0.1
-
-
-def write_image_folder(root, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS, suffix=".jpg",
-                       seed=0) -> str:
-    """ImageNet-style folder of small random JPEGs (or PNGs), each class with its own mean brightness."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", train_per_class), ("val", val_per_class)):
-        for label, name in enumerate(CLASSES):
-            os.makedirs(os.path.join(root, split, name), exist_ok=True)
-            for index in range(count):
-                pixels = rng.integers(0, 160, size=(48, 64, 3)) + 40 * label
-                path = os.path.join(root, split, name, f"{index}{suffix}")
-                Image.fromarray(pixels.astype(np.uint8)).save(path)
-    return str(root)
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +317,13 @@ def test_dataset_num_classes_by_set(image_folder, tmp_path):
 
 # ----- user errors -----
 
+def test_more_workers_than_cpus_are_capped_to_the_cpus():
+    # MindSpore refuses more workers than CPUs; the ImageNet recipes ask for 16.
+    cpus = multiprocessing.cpu_count()
+    assert parallel_workers(Config(num_parallel_workers=cpus + 14)) == cpus
+    assert parallel_workers(Config(num_parallel_workers=1)) == 1
+
+
 def test_missing_data_url_is_named(tmp_path):
     missing = str(tmp_path / "nowhere")
     with pytest.raises(UserError, match=re.escape(f"data_url {missing} does not exist")):
@@ -369,12 +365,6 @@ def test_num_classes_that_does_not_match_the_data_is_reported(image_folder):
 def test_bad_data_keys_are_named(image_folder, changes, key):
     with pytest.raises(UserError, match=key):
         create_dataset(folder_config(image_folder, **changes), "train", training=True)
-
-
-def truncated_jpeg(path) -> None:
-    Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8)).save(path, quality=95)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
 
 
 @pytest.mark.parametrize("training", [True, False])

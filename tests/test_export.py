@@ -13,6 +13,7 @@ import pytest
 from conftest import randomise_batchnorm
 
 from src.checkpoint import save_checkpoint_atomic
+from src.deploy.export import export_network
 from src.models import RepVGGBlock, create_model, repvgg_model_convert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,3 +106,17 @@ def test_bad_paths_are_clear_errors(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("file_format", ["ONNX", "MINDIR"])
+def test_export_leaves_the_folder_mode_alone_and_writes_an_ordinary_file(trained, tmp_path, file_format):
+    net, _, _ = trained
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    (folder / "model.onnx").write_bytes(b"previous")
+    target = export_network(repvgg_model_convert(net), file_format, folder / "model", 1, 32)
+    # mindspore.export alone chmods the folder to 0700 and leaves a read-only (0400) file, which a user
+    # other than root can then neither rewrite nor replace.
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert target.stat().st_mode & 0o600 == 0o600
+    assert sorted(p.name for p in folder.iterdir()) == sorted({"model.onnx", target.name})

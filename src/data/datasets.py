@@ -10,6 +10,8 @@ float32 one-hot rows with label smoothing in timm's convention - ``1 - eps + eps
 MixUp/CutMix as ``src.data.mix`` describes.
 """
 
+import functools
+import multiprocessing
 import os
 
 import mindspore as ms
@@ -53,6 +55,20 @@ def dataset_num_classes(cfg: Config) -> int:
     return folder_num_classes(cfg.data_url)
 
 
+def parallel_workers(cfg: Config) -> int:
+    """``num_parallel_workers``, at most the CPUs of this machine (MindSpore refuses more), said once if fewer."""
+    cpus = multiprocessing.cpu_count()
+    if cfg.num_parallel_workers <= cpus:
+        return cfg.num_parallel_workers
+    _say_once(f"num_parallel_workers {cfg.num_parallel_workers} > {cpus} CPUs here: using {cpus}")
+    return cpus
+
+
+@functools.cache
+def _say_once(message: str) -> None:
+    get_logger().info(message)
+
+
 def _ensure_demo_folder(data_url: str) -> None:
     if all(os.path.isdir(os.path.join(data_url, split)) for split in SPLITS):
         return
@@ -71,7 +87,7 @@ def _cifar_source(cfg: Config, split: str, shuffle: bool, shard: dict) -> ds.Dat
         raise UserError(f"{path} has {size} bytes; a CIFAR-100 {name} holds {records} records of "
                         f"{_CIFAR_RECORD_BYTES} bytes ({records * _CIFAR_RECORD_BYTES} bytes)")
     dataset = ds.Cifar100Dataset(data_folder(cfg, split), usage=usage, shuffle=shuffle,
-                                 num_parallel_workers=cfg.num_parallel_workers, **shard)
+                                 num_parallel_workers=parallel_workers(cfg), **shard)
     return dataset.rename(["fine_label"], ["label"]).project(["image", "label"])
 
 
@@ -83,7 +99,7 @@ def _folder_source(cfg: Config, split: str, decode: bool, shuffle: bool, shard: 
     # fails to decode into ./abnormal_image.jpg. read_image_file refuses cut-short JPEGs, which crash it.
     return ds.ImageFolderDataset(data_folder(cfg, split), decode=decode, shuffle=shuffle,
                                  extensions=list(EXTENSION_VARIANTS), class_indexing=indexing,
-                                 num_parallel_workers=cfg.num_parallel_workers, decrypt=read_image_file,
+                                 num_parallel_workers=parallel_workers(cfg), decrypt=read_image_file,
                                  **shard)
 
 
@@ -112,7 +128,7 @@ def create_dataset(cfg: Config, split: str, training: bool, rank_id: int = 0, ra
                         f"{found} classes")
 
     image_ops = train_transforms(cfg) if training else eval_transforms(cfg)
-    dataset = source.map(image_ops, "image", num_parallel_workers=cfg.num_parallel_workers)
+    dataset = source.map(image_ops, "image", num_parallel_workers=parallel_workers(cfg))
     label_ops = [transforms.TypeCast(ms.int32)]
     if training:
         label_ops += [transforms.OneHot(cfg.num_classes, smoothing_rate=float(cfg.label_smoothing)),

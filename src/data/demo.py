@@ -96,25 +96,31 @@ def write_demo_imagefolder(root: str, num_train_per_class: int | None = None,
     """
     if os.path.exists(root) and not os.path.isdir(root):
         raise UserError(f"demo data folder {root} is a file, not a folder")
-    os.makedirs(root, exist_ok=True)
-    counts = {"train": num_train_per_class, "val": num_val_per_class}
-    for split, count in counts.items():
-        target = os.path.join(root, split)
-        if os.path.exists(target):
-            continue
-        images, labels = generate_demo_split(split, count, seed)
-        staging = tempfile.mkdtemp(prefix=f".{split}-", dir=root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        for split, count in (("train", num_train_per_class), ("val", num_val_per_class)):
+            _write_split(root, split, count, seed)
+    except OSError as error:  # a read-only folder, a full disk
+        raise UserError(f"cannot write the demo data set into {root}: {error.strerror or error}") from None
+
+
+def _write_split(root: str, split: str, count: int | None, seed: int) -> None:
+    target = os.path.join(root, split)
+    if os.path.exists(target):
+        return
+    images, labels = generate_demo_split(split, count, seed)
+    staging = tempfile.mkdtemp(prefix=f".{split}-", dir=root)
+    try:
+        for name in DEMO_CLASSES:
+            os.mkdir(os.path.join(staging, name))
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            path = os.path.join(staging, DEMO_CLASSES[label], f"{index:05d}.png")
+            Image.fromarray(image).save(path, compress_level=1)
         try:
-            for name in DEMO_CLASSES:
-                os.mkdir(os.path.join(staging, name))
-            for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-                path = os.path.join(staging, DEMO_CLASSES[label], f"{index:05d}.png")
-                Image.fromarray(image).save(path, compress_level=1)
-            try:
-                os.replace(staging, target)
-            except OSError:
-                # Another process (another rank of a distributed run) wrote the same split first.
-                if not os.path.isdir(target):
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            os.replace(staging, target)
+        except OSError:
+            # Another process (another rank of a distributed run) wrote the same split first.
+            if not os.path.isdir(target):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

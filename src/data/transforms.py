@@ -170,6 +170,13 @@ def preprocess_image(image: str | os.PathLike | np.ndarray | Image.Image, cfg: C
         array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise UserError(f"expected an HWC uint8 RGB image, got {array.dtype} array of shape {array.shape}")
+    height, width = array.shape[:2]
     for op in eval_transforms(cfg):
         array = op(array)
+    if array.shape[1:] != (cfg.image_size, cfg.image_size):
+        # The 32x32 recipes (CIFAR100, demo) only normalise: they take images of the size they were made for.
+        where = f"{image} is" if isinstance(image, (str, os.PathLike)) else "the image is"
+        raise UserError(f"{where} {width}x{height} but the {cfg.set} recipe's preprocessing does not resize "
+                        f"to {cfg.image_size}x{cfg.image_size}: use a recipe of set ImageNet for images of "
+                        "other sizes")
     return array

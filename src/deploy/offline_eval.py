@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from src.checkpoint import check_writable_folder
 from src.config import Config
 from src.data import preprocess_image
 from src.data.folders import class_indexing, image_files
@@ -56,23 +57,22 @@ def write_bin_dataset(cfg: Config, dataset_path: str | os.PathLike, output_path:
                       batch_size: int = 1) -> LabelFile:
     """Preprocess every image of the data set into ``output_path/00_data/*.bin`` plus ``output_path/labels.json``.
 
-    The images go through ``src.data.preprocess_image``, the evaluation transform. Files are written into a
-    staging folder first, so a failure (an unreadable image) leaves a previous output untouched.
+    The images go through ``src.data.preprocess_image``, the evaluation transform. The files and the label file
+    are written into a staging folder first and moved into place together at the end, so a failure (an unreadable
+    image, a full disk) leaves a previous output untouched.
     """
     if batch_size < 1:
         raise UserError(f"--batch_size must be at least 1, got {batch_size}")
     folder, indexing = split_folder(dataset_path)
     images = list_images(folder, indexing)
-    output = Path(output_path)
-    if output.exists() and not output.is_dir():
-        raise UserError(f"output_path {output} exists and is not a folder")
-    output.mkdir(parents=True, exist_ok=True)
+    output = check_writable_folder(output_path)
     batches = [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
     shape = (batch_size, 3, cfg.image_size, cfg.image_size)
     entries = []
-    staging = Path(tempfile.mkdtemp(prefix=f".{INPUT_FOLDER}-", dir=output))
+    staging = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=output))
     target = output / INPUT_FOLDER
     try:
+        (staging / INPUT_FOLDER).mkdir()
         with tqdm(total=len(images), desc="preprocess", unit="img", leave=False) as progress:
             for stem, batch in zip(input_stems(len(batches)), batches, strict=True):
                 # Zero images pad the last batch to the model's fixed batch size; the label file lists only
@@ -81,17 +81,21 @@ def write_bin_dataset(cfg: Config, dataset_path: str | os.PathLike, output_path:
                 for row, (path, _) in enumerate(batch):
                     tensor[row] = preprocess_image(path, cfg)
                     progress.update()
-                write_input_bin(staging / f"{stem}.bin", tensor)
+                write_input_bin(staging / INPUT_FOLDER / f"{stem}.bin", tensor)
                 entries.append(BinEntry(stem, tuple(label for _, label in batch),
                                         tuple(os.path.relpath(path, folder) for path, _ in batch)))
+        classes = tuple(sorted(indexing, key=indexing.__getitem__))
+        label_file = LabelFile(shape, classes, tuple(entries), folder)
+        write_label_file(staging / LABEL_FILE, label_file)
+        # Renames need no disk space: once everything is written, nothing below can fail half-way.
         if target.exists():
             shutil.rmtree(target)
-        staging.rename(target)
+        (staging / INPUT_FOLDER).rename(target)
+        os.replace(staging / LABEL_FILE, output / LABEL_FILE)
+    except OSError as error:
+        raise UserError(f"cannot write the preprocessed files into {output}: {error.strerror or error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    classes = tuple(sorted(indexing, key=indexing.__getitem__))
-    label_file = LabelFile(shape, classes, tuple(entries), folder)
-    write_label_file(output / LABEL_FILE, label_file)
     get_logger().info(f"{len(images)} images of {folder} -> {len(entries)} files {target}/*.bin "
                       f"(float32 {shape}), labels in {output / LABEL_FILE}")
     return label_file

@@ -37,6 +37,8 @@ def open_session(onnx_path: str | Path, device_target: str = "CPU", device_id: i
     if provider not in ort.get_available_providers():
         raise UserError(f"{provider} is not available in this onnxruntime build "
                         f"({', '.join(ort.get_available_providers())}): install onnxruntime-gpu for GPU")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -45,6 +47,18 @@ def open_session(onnx_path: str | Path, device_target: str = "CPU", device_id: i
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # onnxruntime raises its own exception types for unreadable models
         raise UserError(f"cannot load {path} with ONNX Runtime: {str(error).splitlines()[0]}") from error
+
+
+def check_session_fits(session: ort.InferenceSession, cfg: Config) -> None:
+    """UserError unless the model takes the config's image size and has its number of classes."""
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4 or any(isinstance(side, int) and side != cfg.image_size for side in shape[2:]):
+        raise UserError(f"the model takes inputs of shape {shape} but the config's preprocessing makes "
+                        f"{cfg.image_size}x{cfg.image_size} images: use the recipe the model was exported with")
+    classes = session.get_outputs()[0].shape[-1]
+    if isinstance(classes, int) and classes != cfg.num_classes:
+        raise UserError(f"the model has {classes} outputs but num_classes is {cfg.num_classes}: "
+                        "use the recipe the model was exported with, or set num_classes")
 
 
 def run_batches(session: ort.InferenceSession, images: np.ndarray) -> tuple[np.ndarray, float]:
@@ -66,6 +80,7 @@ def run_batches(session: ort.InferenceSession, images: np.ndarray) -> tuple[np.n
 
 
 def evaluate_onnx(session: ort.InferenceSession, cfg: Config, description: str = "onnx") -> OnnxEvalResult:
+    check_session_fits(session, cfg)
     dataset = create_dataset(cfg, "val", training=False)
     counter = AccuracyCounter()
     inference_seconds = 0.0

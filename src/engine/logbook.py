@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines
 import matplotlib.pyplot as plt
 
-from src.checkpoint import write_text_atomic
+from src.checkpoint import write_bytes_atomic, write_text_atomic
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "top1", "top5", "lr", "img_per_s", "epoch_seconds")
 
@@ -61,5 +61,8 @@ class Logbook:
             axes.grid(alpha=0.3)
             axes.legend()
             figure.tight_layout()
-            figure.savefig(self.folder / f"{name}.png", dpi=100)
+            # Rendered in memory and written atomically: a full disk is a UserError, not a torn PNG.
+            image = io.BytesIO()
+            figure.savefig(image, format="png", dpi=100)
             plt.close(figure)
+            write_bytes_atomic(self.folder / f"{name}.png", image.getvalue())

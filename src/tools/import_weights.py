@@ -6,6 +6,7 @@ The train or deploy form is read off the keys and the number of classes off the 
 """
 
 import argparse
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from src.models.weight_import import is_deploy_state, load_pytorch_weights, stri
 _CLASSIFIER_KEYS = ("linear.weight", "head.fc.weight")
 # Training scripts wrap the state dict in a dict under one of these keys.
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+# What numpy raises for a damaged or truncated .npz (a zip archive of .npy files).
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 def _read_torch(path: Path) -> dict:
@@ -56,9 +59,12 @@ def _read_safetensors(path: Path) -> dict:
 
 def _read_npz(path: Path) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UserError(f"{path} is a single .npy array, not an .npz archive of named weights")
+        with archive:
             return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
+    except _NPZ_ERRORS as error:
         raise UserError(f"cannot read {path} as .npz: {error}") from error
 
 
@@ -76,7 +82,10 @@ def read_state_file(path: str | Path) -> dict[str, np.ndarray]:
     state = reader(path)
     if not state:
         raise UserError(f"{path} holds no tensors")
-    return {k: np.asarray(v, dtype=np.float32) for k, v in strip_module_prefix(state).items()}
+    try:
+        return {k: np.asarray(v, dtype=np.float32) for k, v in strip_module_prefix(state).items()}
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path} holds a tensor that is not numeric: {error}") from None
 
 
 def infer_num_classes(state: dict[str, np.ndarray]) -> int:
@@ -87,6 +96,8 @@ def infer_num_classes(state: dict[str, np.ndarray]) -> int:
 
 
 def import_weights(arch: str, input_path: str, output_path: str, num_classes: int | None = None) -> Path:
+    if num_classes is not None and num_classes < 1:
+        raise UserError(f"--num_classes must be at least 1, got {num_classes}")
     state = read_state_file(input_path)
     deploy = is_deploy_state(state)
     num_classes = num_classes or infer_num_classes(state)

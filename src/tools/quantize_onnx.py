@@ -12,8 +12,9 @@ from pathlib import Path
 from src.checkpoint import write_text_atomic
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
-from src.deploy.onnx_runtime import evaluate_onnx, open_session
-from src.deploy.quantize import calibration_batches, quantize_int8
+from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session
+from src.deploy.quantize import calibration_batches, check_int8_target, quantize_int8
+from src.errors import UserError
 from src.logger import get_logger
 
 
@@ -26,10 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per_tensor", action="store_true", help="one weight scale per tensor (for comparison)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     args = parser.parse_args(argv)
+    if args.calibration_images < 1:
+        raise UserError(f"--calibration_images must be at least 1, got {args.calibration_images}")
     cfg = config_from_args(args)
     fp32_path = Path(args.onnx_path)
     fp32 = open_session(fp32_path, threads=args.threads)
+    check_session_fits(fp32, cfg)
     int8_path = Path(args.output) if args.output else fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    check_int8_target(fp32_path, int8_path)
     log = get_logger()
     log.info(f"calibrating on {args.calibration_images} training images")
     quantize_int8(fp32_path, int8_path, calibration_batches(cfg, args.calibration_images),
