@@ -87,7 +87,7 @@ run_standalone() {
 
 # run_msrun WORKERS ARGS...: WORKERS train.py processes on this host under msrun, logs in train_parallel/.
 run_msrun() {
-    local workers=$1 log_dir port msrun status=0 code
+    local workers=$1 log_dir port msrun msrun_pid status=0
     shift
     msrun=$(dirname "$PYTHON")/msrun
     [[ -x $(dirname "$PYTHON")/python ]] ||
@@ -99,15 +99,60 @@ run_msrun() {
     echo "msrun: $workers workers, master port $port, logs: $log_dir/worker_<rank>.log (rank 0 shown here)"
     # --tail_worker_log=0: rank 0 reports the epochs; the other ranks' output stays in their log files.
     # msrun's own messages go to msrun.log: it reports a failed worker with a Python traceback of its own.
-    "$msrun" --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" --log_dir="$log_dir" \
-        --join=True --tail_worker_log=0 "$REPO_ROOT/train.py" "$@" 2>"$log_dir/msrun.log" || status=$?
-    if ((status != 0)); then
-        # The failed worker's exit code, so that a user error (a bad config value) still exits with 2.
-        code=$(grep -o 'exit with exception. Error code: [0-9]*' "$log_dir/msrun.log" | grep -o '[0-9]*$' |
-            head -n 1) || true
-        fail "distributed training failed, see $log_dir/worker_<rank>.log (msrun: msrun.log, scheduler.log)" \
-            "${code:-1}"
+    # msrun runs in its own session because on Ctrl+C it kills its workers at once; instead this script asks
+    # the workers to stop cleanly (stop_workers), and msrun ends when they have.
+    setsid "$msrun" --worker_num="$workers" --local_worker_num="$workers" --master_port="$port" \
+        --log_dir="$log_dir" --join=True --tail_worker_log=0 "$REPO_ROOT/train.py" "$@" 2>"$log_dir/msrun.log" &
+    msrun_pid=$!
+    STOP_SIGNAL=""
+    trap 'stop_workers "$msrun_pid" INT' INT
+    trap 'stop_workers "$msrun_pid" TERM' TERM
+    wait "$msrun_pid" || status=$?
+    while kill -0 "$msrun_pid" 2>/dev/null; do  # a trapped signal ended `wait` early: msrun is still running
+        status=0
+        wait "$msrun_pid" || status=$?
+    done
+    trap - INT TERM
+    if [[ -n $STOP_SIGNAL ]] && grep -q "stopped by SIG" "$log_dir/worker_0.log" 2>/dev/null; then
+        echo "training stopped by SIG$STOP_SIGNAL; $(grep -o 'resumable checkpoint: .*' "$log_dir/worker_0.log" |
+            tail -n 1)" >&2
+        exit $((128 + $(kill -l "$STOP_SIGNAL")))
     fi
+    ((status == 0)) || report_msrun_failure "$log_dir"
+}
+
+# stop_workers MSRUN_PID SIGNAL_NAME: SIGTERM to msrun's training workers, not to its scheduler, which must
+# outlive them. Each worker finishes its step, rank 0 writes a resumable checkpoint, all exit. Again: at once.
+stop_workers() {
+    local pid
+    STOP_SIGNAL=$2
+    echo "stopping: the workers finish their step and write a resumable checkpoint (again to stop at once)" >&2
+    for pid in $(pgrep -P "$1"); do
+        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'MS_ROLE=MS_WORKER'; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+# report_msrun_failure LOG_DIR: one line on why msrun ended badly, then exit: a worker's user error exits 2 with
+# that worker's message; a crashed or killed worker exits 1 naming its rank. (A clean stop exits 128 + signal.)
+report_msrun_failure() {
+    local log_dir=$1 pid code rank=unknown error_line
+    read -r pid code < <(sed -n 's/.*Worker process \([0-9]*\) exit with exception. Error code: \(-\{0,1\}[0-9]*\).*/\1 \2/p' \
+        "$log_dir/msrun.log" | head -n 1) || true
+    if [[ -n ${pid:-} ]]; then
+        rank=$(grep -l "($pid," "$log_dir"/worker_*.log 2>/dev/null | head -n 1 | sed 's/.*worker_\([0-9]*\)\.log/\1/')
+    fi
+    if [[ ${code:-} == 2 ]]; then
+        error_line=$(grep -h '^error: ' "$log_dir/worker_${rank}.log" 2>/dev/null | head -n 1)
+        fail "${error_line#error: } (worker rank $rank; logs in $log_dir)" 2
+    fi
+    case ${code:-} in
+        -*) code="killed by SIG$(kill -l "${code#-}" 2>/dev/null || echo "${code#-}")" ;;
+        '') code="no exit code in msrun.log" ;;
+        *) code="exit code $code" ;;
+    esac
+    fail "distributed training failed: worker rank $rank (pid ${pid:-?}) ended first ($code); msrun stopped the other workers. Continue from the last checkpoint with --resume; logs: $log_dir/worker_<rank>.log, msrun.log, scheduler.log"
 }
 
 # run_rank_table TABLE ARGS...: one train.py per device of this server listed in the HCCL rank table, each

@@ -84,7 +84,12 @@ def setup_device(cfg: Config, graph_mode: bool = True) -> Placement:
     ms.set_device(cfg.device_target, launch.device_id)
     if not launch.communicates:
         return Placement()
-    init()
+    try:
+        init()
+    except RuntimeError as error:
+        # msrun's scheduler process serves the cluster inside init() and raises when a worker is lost.
+        role = os.environ.get("MS_ROLE", launch.launcher)
+        raise UserError(f"{role}: the cluster failed: {str(error).splitlines()[0]}") from None
     placement = Placement(get_rank(), get_group_size())
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=placement.group_size)

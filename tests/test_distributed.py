@@ -10,8 +10,10 @@ second epoch. Both take 70-100 s together on 2 cores (graph compilation is most 
 """
 
 import os
+import re
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from mindspore import Tensor
 from PIL import Image
 
 from src.config import load_config
-from src.data import IMAGENET_MEAN, IMAGENET_STD
+from src.data import IMAGENET_MEAN, IMAGENET_STD, write_demo_imagefolder
 from src.device import MSRUN, RANK_TABLE, SINGLE, detect_launch
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optimizer import build_optimizer
@@ -249,3 +251,89 @@ def test_an_inconsistent_rank_table_environment_is_a_clear_error(environ, messag
     table = str(REPO / "tests" / "data" / "rank_table_8p.json") if "missing" not in message else "missing.json"
     with pytest.raises(UserError, match=message.replace(".", r"\.")):
         detect_launch(0, {"RANK_TABLE_FILE": table, **environ})
+
+
+class Launch:
+    """run_distribute_train_cpu.sh in its own session (as from a terminal), watched through its worker logs."""
+
+    def __init__(self, root: Path, data: Path, marker: str):
+        self.root = root
+        self.log_dir = root / "train_parallel"
+        self.train_url = root / "train_url"
+        env = {**os.environ, "REPVGG_TEST_LAUNCH": marker}
+        self.process = subprocess.Popen(
+            ["bash", str(REPO / "scripts" / "run_distribute_train_cpu.sh"), "2", str(DEMO_CONFIG), "--data_url",
+             str(data), "--train_url", str(self.train_url), "--epochs", "50", "--batch_size", "4",
+             "--eval_every", "0", "--num_parallel_workers", "1", "--amp_level", "O0"],
+            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.marker = marker
+
+    def worker_log(self, rank: int) -> str:
+        path = self.log_dir / f"worker_{rank}.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def wait_for_epoch_1(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while "epoch 1/50: loss" not in self.worker_log(0):
+            assert self.process.poll() is None and time.monotonic() < deadline, self.worker_log(0)[-3000:]
+            time.sleep(0.5)
+
+    def workers(self) -> dict[int, int]:
+        """rank -> pid of this launch's training workers (msrun's scheduler runs train.py too: left out)."""
+        found = {}
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                environ = dict(line.split("=", 1) for line in (proc / "environ").read_text().split("\0") if "=" in line)
+            except OSError:
+                continue
+            if environ.get("REPVGG_TEST_LAUNCH") == self.marker and environ.get("MS_ROLE") == "MS_WORKER":
+                found[int(environ["RANK_ID"])] = int(proc.name)
+        return found
+
+    def finish(self, timeout: float) -> tuple[int, str, float]:
+        start = time.monotonic()
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            pytest.fail(f"the launch did not end within {timeout} s")
+        return self.process.returncode, output, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    write_demo_imagefolder(str(root), num_train_per_class=8, num_val_per_class=1)
+    return root
+
+
+def test_ctrl_c_stops_every_worker_after_the_same_step_with_a_resumable_checkpoint(demo_data, tmp_path):
+    launch = Launch(tmp_path, demo_data, str(tmp_path))
+    launch.wait_for_epoch_1()
+    os.killpg(launch.process.pid, signal.SIGINT)  # what Ctrl+C in a terminal does
+    code, output, _ = launch.finish(timeout=180)
+    assert code == 128 + signal.SIGINT, output[-3000:]
+    assert "training stopped by SIGINT; resumable checkpoint:" in output
+    assert "Traceback" not in output, output[-4000:]
+    steps = [re.search(r"stopped by SIGTERM at step (\d+)", launch.worker_log(rank)) for rank in (0, 1)]
+    assert all(steps), launch.worker_log(1)[-2000:]
+    assert steps[0][1] == steps[1][1]  # the same step on both ranks: nobody waits in an all-reduce
+    checkpoint = ms.load_checkpoint(str(launch.train_url / "RepVGG-A0-cifar-interrupted.ckpt"))
+    assert int(checkpoint["step"].asnumpy()) == int(steps[0][1])
+    assert not launch.workers()
+
+
+def test_a_dead_worker_stops_the_others_within_a_bounded_time_with_a_clear_message(demo_data, tmp_path):
+    launch = Launch(tmp_path, demo_data, str(tmp_path))
+    launch.wait_for_epoch_1()
+    epoch_1 = launch.train_url / "RepVGG-A0-cifar-epoch0001.ckpt"
+    saved = epoch_1.read_bytes()
+    victim = launch.workers()[1]
+    os.kill(victim, signal.SIGKILL)
+    code, output, seconds = launch.finish(timeout=180)
+    assert code == 1, output[-3000:]
+    assert f"worker rank 1 (pid {victim}) ended first (killed by SIGKILL); msrun stopped the other workers" in output
+    assert "Traceback" not in output, output[-4000:]
+    assert seconds < 120  # msrun's heartbeat notices the dead worker in about 30 s
+    assert not launch.workers()
+    assert epoch_1.read_bytes() == saved

@@ -303,4 +303,8 @@ def train(cfg: Config, resume: str | None = None) -> FitResult:
     if placement.distributed and result.exit_code == 0:
         # Only rank 0 reports epochs; this line tells each worker's log that its rank got to the end.
         get_logger().info(f"rank {placement.rank} of {placement.group_size} finished training")
+    elif placement.distributed:
+        # msrun takes any non-zero exit for a crash and kills the other ranks before they finish; the launch
+        # script reports the stop and its signal instead (scripts/common.sh).
+        result.exit_code = 0
     return result
