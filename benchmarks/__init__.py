@@ -1,1 +1,2 @@
-"""Benchmarks: scripts that measure and print numbers and write CSV files; not tests."""
+"""Benchmarks: scripts that measure and write CSV files, and `benchmarks.report`, which runs them into one Markdown
+report with charts; not tests."""

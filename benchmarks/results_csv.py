@@ -2,15 +2,7 @@
 
 import csv
 import os
-import platform
 from pathlib import Path
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def write_rows(path: str | os.PathLike, rows: list[dict]) -> None:

@@ -145,6 +145,13 @@ class VGGStages(nn.Cell):
         self.num_features = in_channels
         self.linear = nn.Dense(in_channels, num_classes)
 
+    def blocks_in_order(self) -> list[tuple[str, nn.Cell]]:
+        """(path, block) from the stem to the last block of stage 4, in the order the input flows through."""
+        stages = (self.stage1, self.stage2, self.stage3, self.stage4)
+        return [("stage0", self.stage0)] + [(f"stage{number}.{index}", block)
+                                            for number, stage in enumerate(stages, start=1)
+                                            for index, block in enumerate(stage)]
+
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stage4(self.stage3(self.stage2(self.stage1(self.stage0(x)))))
         return x.mean(axis=(2, 3))
