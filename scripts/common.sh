@@ -141,11 +141,14 @@ report_msrun_failure() {
     read -r pid code < <(sed -n 's/.*Worker process \([0-9]*\) exit with exception. Error code: \(-\{0,1\}[0-9]*\).*/\1 \2/p' \
         "$log_dir/msrun.log" | head -n 1) || true
     if [[ -n ${pid:-} ]]; then
-        rank=$(grep -l "($pid," "$log_dir"/worker_*.log 2>/dev/null | head -n 1 | sed 's/.*worker_\([0-9]*\)\.log/\1/')
+        rank=$(grep -l "($pid," "$log_dir"/worker_*.log 2>/dev/null | head -n 1 |
+            sed 's/.*worker_\([0-9]*\)\.log/\1/') || true
+        rank=${rank:-unknown}
     fi
     if [[ ${code:-} == 2 ]]; then
-        error_line=$(grep -h '^error: ' "$log_dir/worker_${rank}.log" 2>/dev/null | head -n 1)
-        fail "${error_line#error: } (worker rank $rank; logs in $log_dir)" 2
+        # The worker's own message; its rank is unknown when it failed before MindSpore logged anything.
+        error_line=$(grep -h '^error: ' "$log_dir"/worker_*.log 2>/dev/null | head -n 1) || true
+        fail "distributed training failed: ${error_line#error: } (worker rank $rank; logs in $log_dir)" 2
     fi
     case ${code:-} in
         -*) code="killed by SIG$(kill -l "${code#-}" 2>/dev/null || echo "${code#-}")" ;;

@@ -287,6 +287,7 @@ SPECIFIC_CASES = (
     ("train", "pretrained of another arch", "--pretrained {b0_ckpt}", "does not fit RepVGG-A0-cifar with 3 classes"),
     ("train", "pretrained not a checkpoint", "--pretrained {broken_ckpt}", "cannot read checkpoint"),
     ("train", "resume from another run setup", "--resume {b0_run_ckpt}", "cannot resume from"),
+    ("train", "new run into a train_url holding a run", "--train_url {run}", "already holds a run"),
     ("train", "missing pretrained", "--pretrained {ckpt}/absent.ckpt", "is not an existing checkpoint file"),
     ("train", "num_classes the data lacks", "--num_classes 5", "num_classes is 5 but the ImageNet data"),
     ("train", "typo'd flag", "--bath_size 8", "unrecognized arguments: --bath_size"),
@@ -354,7 +355,10 @@ def matrix() -> list:
                 cases.append((entry, label, f"{base} --config {config}", message))
         cases.append((entry, "output below a file", f"{base} {BLOCKED_OUTPUT[entry]}", "is a file, not a folder"))
     for entry, label, extra, message in SPECIFIC_CASES:
-        cases.append((entry, label, f"{BASE[entry][0]} {extra}", message))
+        # {run} holds an earlier run, which a new run refuses before anything else: the other cases get a fresh one.
+        own_run = f"--train_url {{out}}/runs/{label.replace(' ', '_')}" if entry == "train" and "{run}" not in extra \
+            and "--resume" not in extra else ""
+        cases.append((entry, label, f"{BASE[entry][0]} {extra} {own_run}", message))
     return [pytest.param(entry, args, message, id=f"{entry}: {label}") for entry, label, args, message in cases]
 
 
@@ -398,11 +402,12 @@ def run_process(command: list[str], cwd: Path, preexec=None, env: dict | None = 
 
 @pytest.fixture
 def outputs(tmp_path) -> Path:
-    """A fresh output folder holding what an earlier run wrote there."""
+    """A fresh output folder holding what earlier runs wrote there (a best checkpoint without epoch checkpoints,
+    so that a new run may start in run/: a folder with an epoch checkpoint is refused before any write)."""
     folder = tmp_path / "outputs"
     (folder / "run").mkdir(parents=True)
     (folder / "bins" / "00_data").mkdir(parents=True)
-    for name in (f"run/{ARCH}-epoch0001.ckpt", "model.onnx", "model.mindir", "bins/labels.json",
+    for name in (f"run/{ARCH}-best.ckpt", "model.onnx", "model.mindir", "bins/labels.json",
                  "bins/00_data/000000.bin", "a0.int8.onnx"):
         (folder / name).write_bytes(b"previous")
     return folder

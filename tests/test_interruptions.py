@@ -15,7 +15,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from src.config import load_config
 from src.data import write_demo_imagefolder
+from src.engine.trainer import train
+from src.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
@@ -156,3 +159,13 @@ def test_a_diverging_run_stops_with_a_clear_message_and_writes_no_non_finite_che
     for checkpoint in out.glob("*.ckpt"):
         for name, value in ms.load_checkpoint(str(checkpoint)).items():
             assert np.isfinite(value.asnumpy()).all(), f"{checkpoint.name}: {name}"
+
+
+def test_a_new_run_refuses_a_train_url_that_holds_another_run(tmp_path):
+    cfg = load_config(DEMO_CONFIG, {"train_url": str(tmp_path), "data_url": str(tmp_path / "data")})
+    earlier = tmp_path / f"{ARCH}-epoch0003.ckpt"
+    earlier.write_bytes(b"an earlier run")
+    with pytest.raises(UserError, match=r"already holds a run \(RepVGG-A0-cifar-epoch0003.ckpt\).*--resume"):
+        train(cfg)
+    assert earlier.read_bytes() == b"an earlier run"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [earlier.name]

@@ -132,6 +132,12 @@ def restore_train_step(train_step: nn.Cell, path: str | Path) -> RunPosition:
                        float(params["best_top1"].asnumpy()))
 
 
+def run_checkpoints(folder: str | Path) -> list[Path]:
+    """The epoch and interrupted checkpoints of any run in ``folder``: what a fresh run there would overwrite."""
+    folder = Path(folder)
+    return sorted([*folder.glob("*-epoch[0-9][0-9][0-9][0-9].ckpt"), *folder.glob("*-interrupted.ckpt")])
+
+
 def _saved_in_checkpoint(name: str) -> bool:
     return not name.startswith(BN_BACKUP_PREFIX)
 

@@ -17,7 +17,7 @@ from src.config import Config, save_config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
-from src.engine.checkpoints import CheckpointKeeper, RunPosition, restore_train_step
+from src.engine.checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
 from src.engine.distillation import build_distillation
 from src.engine.evaluate import EvalResult, evaluate
 from src.engine.logbook import Logbook
@@ -295,6 +295,11 @@ def _duration(seconds: float) -> str:
 
 
 def train(cfg: Config, resume: str | None = None) -> FitResult:
+    if not resume:
+        earlier = run_checkpoints(cfg.train_url)
+        if earlier:
+            raise UserError(f"train_url {cfg.train_url} already holds a run ({earlier[-1].name}); a new run would "
+                            "overwrite its checkpoints: continue it with --resume, or give another train_url")
     placement = setup_device(cfg)
     trainer = Trainer(cfg, placement)
     if resume:

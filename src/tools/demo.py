@@ -16,9 +16,10 @@ from src.data import create_dataset, data_folder, iterate_checked
 from src.deploy.export import export_network
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import calibration_batches, quantize_int8
+from src.engine.checkpoints import run_checkpoints
 from src.engine.evaluate import evaluate
 from src.engine.speed import images_per_second
-from src.engine.trainer import train
+from src.engine.trainer import RESUME_LATEST, train
 from src.logger import get_logger
 from src.models import repvgg_model_convert
 
@@ -34,8 +35,13 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
     cfg = load_config(config_path, overrides)
     log = get_logger()
     out = Path(cfg.train_url)
-    log.info(f"training {cfg.arch} on the demo set for {cfg.epochs} epochs (outputs in {out})")
-    train_net = train(cfg).network
+    # A second `make demo` continues (or, when finished, reuses) the first one's training instead of refusing.
+    resume = RESUME_LATEST if run_checkpoints(out) else None
+    if resume:
+        log.info(f"continuing the demo run in {out} (delete that folder to train from scratch)")
+    else:
+        log.info(f"training {cfg.arch} on the demo set for {cfg.epochs} epochs (outputs in {out})")
+    train_net = train(cfg, resume).network
 
     def validation():
         return iterate_checked(create_dataset(cfg, "val", training=False), data_folder(cfg, "val"))
