@@ -47,14 +47,20 @@ def network_weights(params: dict, prefer_ema: bool = True) -> tuple[dict, bool]:
     return {name: p for name, p in params.items() if network_names.match(name)}, False
 
 
-def _fit_and_load(net: nn.Cell, weights: dict, path: Path) -> None:
-    expected = {name: p.shape for name, p in net.parameters_and_names()}
+def _load_checked(cell: nn.Cell, expected: dict, weights: dict, context: str) -> None:
+    """Load ``weights`` into ``cell`` when they match ``expected`` (name -> shape) exactly; else one UserError
+    that starts with ``context`` and lists the missing, unknown and mis-shaped names."""
     try:
         check_weights_fit(expected, {name: p.shape for name, p in weights.items()})
     except UserError as error:
-        raise UserError(f"{path} does not fit {getattr(net, 'arch', 'the network')} "
-                        f"with {net.num_classes} classes: {error}") from error
-    ms.load_param_into_net(net, weights, strict_load=True)
+        raise UserError(f"{context}: {error}") from error
+    ms.load_param_into_net(cell, weights, strict_load=True)
+
+
+def _fit_and_load(net: nn.Cell, weights: dict, path: Path) -> None:
+    expected = {name: p.shape for name, p in net.parameters_and_names()}
+    _load_checked(net, expected, weights,
+                  f"{path} does not fit {getattr(net, 'arch', 'the network')} with {net.num_classes} classes")
 
 
 def _network_for(weights: dict, arch: str, num_classes: int) -> tuple[nn.Cell, str]:
@@ -122,12 +128,8 @@ def restore_train_step(train_step: nn.Cell, path: str | Path) -> RunPosition:
     # Checkpoints store parameters under Parameter.name (e.g. "moments.<weight>"), not their Cell paths.
     expected = {p.name: p.shape for p in train_step.get_parameters() if _saved_in_checkpoint(p.name)
                 and not p.name.endswith(_REBUILT_ON_RESUME)}
-    try:
-        check_weights_fit(expected, {name: p.shape for name, p in state.items()})
-    except UserError as error:
-        raise UserError(f"cannot resume from {path}: it belongs to another run setup "
-                        f"(arch, classes, optimiser or EMA differ): {error}") from error
-    ms.load_param_into_net(train_step, state, strict_load=True)
+    _load_checked(train_step, expected, state, f"cannot resume from {path}: it belongs to another run setup "
+                  "(arch, classes, optimiser or EMA differ)")
     return RunPosition(int(params["epoch"].asnumpy()), int(params["step"].asnumpy()),
                        float(params["best_top1"].asnumpy()))
 
