@@ -3,8 +3,10 @@ interrupted write or a full disk never damages the previous file at the same pat
 checks that turn a file in the way or a read-only folder into one clear UserError."""
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mindspore as ms
@@ -41,8 +43,9 @@ def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike,
     return target
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write a small output (JSON, CSV, PNG, .npz) without ever leaving a half-written file behind."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str | None = None) -> Path:
+    """Write a small output (JSON, CSV, PNG, .npz) without ever leaving a half-written file behind; an error
+    says ``cannot write <what>`` (default: the path)."""
     target = Path(path)
     ensure_folder(target.parent)
     temp_name = None
@@ -54,12 +57,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as error:
         if temp_name is not None:
             Path(temp_name).unlink(missing_ok=True)
-        raise UserError(f"cannot write {target}: {error.strerror or error}") from error
+        raise UserError(f"cannot write {what or target}: {error.strerror or error}") from error
     return target
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: str | os.PathLike, text: str, what: str | None = None) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"), what)
 
 
 def ensure_folder(folder: str | os.PathLike) -> Path:
@@ -73,6 +76,20 @@ def ensure_folder(folder: str | os.PathLike) -> Path:
         reason = f"{blocking} is a file, not a folder" if blocking else error.strerror or str(error)
         raise UserError(f"cannot create folder {folder}: {reason}") from None
     return folder
+
+
+@contextmanager
+def staging_folder(parent: str | os.PathLike, name: str) -> Iterator[Path]:
+    """A private hidden folder ``.<name>-<random>`` inside ``parent``, removed afterwards whatever happens.
+
+    Outputs of several files, or written by libraries that cannot write atomically, are built here and renamed
+    into place once complete; being on the same file system as the target, the rename is atomic.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_writable_folder(folder: str | os.PathLike) -> Path:

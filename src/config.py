@@ -16,7 +16,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from src.checkpoint import write_text_atomic
 from src.errors import UserError
 from src.models.variants import resolve_arch
 
@@ -512,22 +512,10 @@ def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
 
     The file is replaced atomically, so an interrupted write never leaves half a record behind.
     """
-    target = Path(path)
     data = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(cfg).items()}
     text = "# Resolved configuration of a run, written by src.config.save_config.\n"
     text += yaml.safe_dump(data, sort_keys=False)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as error:
-        raise UserError(f"cannot write config to {target}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp_name, target)
-    except OSError as error:
-        Path(temp_name).unlink(missing_ok=True)
-        raise UserError(f"cannot write config to {target}: {error.strerror or error}") from None
+    write_text_atomic(path, text, what=f"config to {path}")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,12 +7,11 @@ ImageNet-style folder (``train/<class>/*.png``, ``val/<class>/*.png``) that ever
 """
 
 import os
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
 
+from src.checkpoint import staging_folder
 from src.errors import UserError
 
 # Alphabetical, so that the sorted class folders of the written set give the same label indices.
@@ -109,18 +108,14 @@ def _write_split(root: str, split: str, count: int | None, seed: int) -> None:
     if os.path.exists(target):
         return
     images, labels = generate_demo_split(split, count, seed)
-    staging = tempfile.mkdtemp(prefix=f".{split}-", dir=root)
-    try:
+    with staging_folder(root, split) as staging:
         for name in DEMO_CLASSES:
-            os.mkdir(os.path.join(staging, name))
+            (staging / name).mkdir()
         for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-            path = os.path.join(staging, DEMO_CLASSES[label], f"{index:05d}.png")
-            Image.fromarray(image).save(path, compress_level=1)
+            Image.fromarray(image).save(staging / DEMO_CLASSES[label] / f"{index:05d}.png", compress_level=1)
         try:
             os.replace(staging, target)
         except OSError:
             # Another process (another rank of a distributed run) wrote the same split first.
             if not os.path.isdir(target):
                 raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -9,7 +9,6 @@ output named ``output``, optionally with a dynamic batch dimension.
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import mindspore as ms
@@ -17,7 +16,7 @@ import numpy as np
 import onnx
 from mindspore import nn
 
-from src.checkpoint import check_writable_folder
+from src.checkpoint import check_writable_folder, staging_folder
 from src.config import Config
 from src.engine.checkpoints import load_network
 from src.errors import UserError
@@ -72,23 +71,21 @@ def export_network(net: nn.Cell, file_format: str, file_name: str | Path, batch_
     example = ms.Tensor(np.zeros((batch_size, 3, image_size, image_size), np.float32))
     # MindSpore writes in place, read-only (0400), and chmods the file's folder to 0700: it works in a private
     # staging folder, and the file we write from its output replaces the target only once complete.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        exported = staging / f"exported{suffix}"
-        ms.export(net, example, file_name=str(exported.with_suffix("")), file_format=file_format)
-        final = staging / f"final{suffix}"
-        if file_format == "ONNX":
-            model = onnx.load(str(exported))
-            _rename_onnx_io(model, dynamic_batch)
-            onnx.checker.check_model(model)
-            onnx.save(model, str(final))
-        else:
-            shutil.copyfile(exported, final)
-        os.replace(final, target)
+        with staging_folder(target.parent, target.name) as staging:
+            exported = staging / f"exported{suffix}"
+            ms.export(net, example, file_name=str(exported.with_suffix("")), file_format=file_format)
+            final = staging / f"final{suffix}"
+            if file_format == "ONNX":
+                model = onnx.load(str(exported))
+                _rename_onnx_io(model, dynamic_batch)
+                onnx.checker.check_model(model)
+                onnx.save(model, str(final))
+            else:
+                shutil.copyfile(exported, final)
+            os.replace(final, target)
     except (OSError, RuntimeError) as error:
         raise UserError(f"cannot write {target}: {str(error).splitlines()[0]}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -10,9 +10,9 @@ Command line: ``python -m src.deploy.lite --onnx_path MODEL.onnx --mindir_path M
 import argparse
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 
+from src.checkpoint import ensure_folder, staging_folder
 from src.cli import run_cli
 from src.errors import UserError
 from src.logger import get_logger
@@ -58,12 +58,9 @@ def convert_onnx_to_mindir(onnx_path: str | os.PathLike, mindir_path: str | os.P
     if target.suffix != MINDIR_SUFFIX:
         raise UserError(f"the converted model's path must end in {MINDIR_SUFFIX}: {target}")
     python = lite_python()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create {target.parent}: {error.strerror or error}") from None
-    with tempfile.TemporaryDirectory(prefix=f".{target.stem}-", dir=target.parent) as staging:
-        staged = Path(staging) / "converted"
+    ensure_folder(target.parent)
+    with staging_folder(target.parent, target.stem) as staging:
+        staged = staging / "converted"
         # GLOG_v=2: Lite's C++ log keeps warnings and errors, not its per-pass info lines.
         completed = subprocess.run([str(python), "-c", _CONVERT_PROGRAM, str(source), str(staged)],
                                    capture_output=True, text=True, env={**os.environ, "GLOG_v": "2"}, check=False)

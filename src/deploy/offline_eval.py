@@ -9,13 +9,11 @@ split folder: the rule of ``src.data.folders``.
 
 import os
 import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from src.checkpoint import check_writable_folder
+from src.checkpoint import check_writable_folder, staging_folder
 from src.config import Config
 from src.data import preprocess_image
 from src.data.folders import class_indexing, image_files
@@ -69,33 +67,31 @@ def write_bin_dataset(cfg: Config, dataset_path: str | os.PathLike, output_path:
     batches = [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
     shape = (batch_size, 3, cfg.image_size, cfg.image_size)
     entries = []
-    staging = Path(tempfile.mkdtemp(prefix=".preprocess-", dir=output))
     target = output / INPUT_FOLDER
     try:
-        (staging / INPUT_FOLDER).mkdir()
-        with tqdm(total=len(images), desc="preprocess", unit="img", leave=False) as progress:
-            for stem, batch in zip(input_stems(len(batches)), batches, strict=True):
-                # Zero images pad the last batch to the model's fixed batch size; the label file lists only
-                # the real ones.
-                tensor = np.zeros(shape, dtype=np.float32)
-                for row, (path, _) in enumerate(batch):
-                    tensor[row] = preprocess_image(path, cfg)
-                    progress.update()
-                write_input_bin(staging / INPUT_FOLDER / f"{stem}.bin", tensor)
-                entries.append(BinEntry(stem, tuple(label for _, label in batch),
-                                        tuple(os.path.relpath(path, folder) for path, _ in batch)))
-        classes = tuple(sorted(indexing, key=indexing.__getitem__))
-        label_file = LabelFile(shape, classes, tuple(entries), folder)
-        write_label_file(staging / LABEL_FILE, label_file)
-        # Renames need no disk space: once everything is written, nothing below can fail half-way.
-        if target.exists():
-            shutil.rmtree(target)
-        (staging / INPUT_FOLDER).rename(target)
-        os.replace(staging / LABEL_FILE, output / LABEL_FILE)
+        with staging_folder(output, "preprocess") as staging:
+            (staging / INPUT_FOLDER).mkdir()
+            with tqdm(total=len(images), desc="preprocess", unit="img", leave=False) as progress:
+                for stem, batch in zip(input_stems(len(batches)), batches, strict=True):
+                    # Zero images pad the last batch to the model's fixed batch size; the label file lists only
+                    # the real ones.
+                    tensor = np.zeros(shape, dtype=np.float32)
+                    for row, (path, _) in enumerate(batch):
+                        tensor[row] = preprocess_image(path, cfg)
+                        progress.update()
+                    write_input_bin(staging / INPUT_FOLDER / f"{stem}.bin", tensor)
+                    entries.append(BinEntry(stem, tuple(label for _, label in batch),
+                                            tuple(os.path.relpath(path, folder) for path, _ in batch)))
+            classes = tuple(sorted(indexing, key=indexing.__getitem__))
+            label_file = LabelFile(shape, classes, tuple(entries), folder)
+            write_label_file(staging / LABEL_FILE, label_file)
+            # Renames need no disk space: once everything is written, nothing below can fail half-way.
+            if target.exists():
+                shutil.rmtree(target)
+            (staging / INPUT_FOLDER).rename(target)
+            os.replace(staging / LABEL_FILE, output / LABEL_FILE)
     except OSError as error:
         raise UserError(f"cannot write the preprocessed files into {output}: {error.strerror or error}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     get_logger().info(f"{len(images)} images of {folder} -> {len(entries)} files {target}/*.bin "
                       f"(float32 {shape}), labels in {output / LABEL_FILE}")
     return label_file

@@ -6,8 +6,6 @@ scale represents badly -- RepVGG is known to lose accuracy under naive per-tenso
 """
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import onnx
 from onnx import version_converter
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from src.checkpoint import check_writable_folder
+from src.checkpoint import check_writable_folder, staging_folder
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.errors import UserError
@@ -66,17 +64,15 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, batches: list[np
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset < QDQ_OPSET:
         model = version_converter.convert_version(model, QDQ_OPSET)
-    staging = Path(tempfile.mkdtemp(prefix=f".{int8_path.name}-", dir=int8_path.parent))
     try:
-        staged = staging / f"opset{QDQ_OPSET}.onnx"
-        onnx.save(model, str(staged))
-        quantized = staging / "int8.onnx"
-        quantize_static(str(staged), str(quantized), _ArrayReader(model.graph.input[0].name, batches),
-                        quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-        os.replace(quantized, int8_path)
+        with staging_folder(int8_path.parent, int8_path.name) as staging:
+            staged = staging / f"opset{QDQ_OPSET}.onnx"
+            onnx.save(model, str(staged))
+            quantized = staging / "int8.onnx"
+            quantize_static(str(staged), str(quantized), _ArrayReader(model.graph.input[0].name, batches),
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+            os.replace(quantized, int8_path)
     except OSError as error:
         raise UserError(f"cannot write {int8_path}: {error.strerror or error}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return int8_path

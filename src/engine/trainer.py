@@ -241,7 +241,6 @@ class Trainer:
     def _fit(self) -> FitResult:
         cfg = self.cfg
         if self.placement.is_main:
-            Path(cfg.train_url).mkdir(parents=True, exist_ok=True)
             save_config(cfg, Path(cfg.train_url) / "config.yaml")
             removed = self.keeper.remove_staging_files()
             if removed:
