@@ -2,15 +2,12 @@
 python postprocess.py --result_path DIR --label_path OUT/labels.json [--num_classes N] [--result_json PATH]"""
 
 import argparse
-import json
 import os
 
-import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.checkpoint import write_text_atomic
 from src.cli import run_cli
-from src.deploy.offline_eval import score_results
+from src.deploy.result_scoring import score_results
 from src.errors import UserError
-from src.logger import get_logger
+from src.metrics import report_metrics
 
 RESULT_JSON = "accuracy.json"
 
@@ -27,12 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_classes is not None and args.num_classes < 1:
         raise UserError(f"--num_classes must be at least 1, got {args.num_classes}")
     result = score_results(args.result_path, args.label_path, args.num_classes)
-    print(f"Top1 acc: {result.top1 / 100:.5f}\nTop5 acc: {result.top5 / 100:.5f}")
     target = args.result_json or os.path.join(args.result_path, RESULT_JSON)
     record = {"result_path": args.result_path, "label_path": args.label_path, "images": result.images,
-              "top1": result.top1 / 100, "top5": result.top5 / 100, "loss": result.loss}
-    write_text_atomic(target, json.dumps(record, indent=2) + "\n")
-    get_logger().info(f"{result.images} images; metrics written to {target}")
+              "top1": result.top1, "top5": result.top5, "loss": result.loss}
+    report_metrics(result, record, target)
     return 0
 
 

@@ -39,7 +39,7 @@ from benchmarks.report_markdown import ReportInputs, render_report
 from benchmarks.results_csv import write_rows
 from benchmarks.targets import check_targets
 from benchmarks.train_throughput import measure_training
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_text_atomic
 from src.models import create_model, repvgg_model_convert
 
 PUBLISHED_SIZE = 224

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_text_atomic
 from src.errors import UserError
 from src.models.variants import resolve_arch
 

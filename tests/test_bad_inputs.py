@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from conftest import IMAGE_FOLDER_CLASSES, truncated_jpeg, write_image_folder
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.cli import run_cli
 from src.data import SPLITS
 from src.deploy.binfiles import BinEntry, LabelFile, result_file, write_label_file

@@ -20,7 +20,7 @@ from benchmarks.report_markdown import ReportInputs
 from benchmarks.torch_jobs import block_shapes, torch_deploy_state
 from benchmarks.torch_repvgg import BlockShape, deploy_net_from_state
 from benchmarks.train_throughput import measure_training
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.data import write_demo_imagefolder
 from src.models import create_model, repvgg_model_convert
 from src.models.repvgg import RepVGG

@@ -1,5 +1,5 @@
 """The offline-inference file formats (src.deploy.binfiles) and the two Python ends that write and read them
-(src.deploy.offline_eval: preprocess.py and postprocess.py)."""
+(src.deploy.offline_eval: preprocess.py; src.deploy.result_scoring: postprocess.py)."""
 
 import json
 import os
@@ -27,7 +27,8 @@ from src.deploy.binfiles import (
     write_input_bin,
     write_label_file,
 )
-from src.deploy.offline_eval import score_results, write_bin_dataset
+from src.deploy.offline_eval import write_bin_dataset
+from src.deploy.result_scoring import score_results
 from src.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -275,10 +276,32 @@ def test_postprocess_py_prints_accuracy_and_writes_json(tmp_path):
     result = run_entry_point("postprocess.py", "--result_path", str(tmp_path / "results"),
                              "--label_path", str(tmp_path / LABEL_FILE))
     assert result.returncode == 0, result.stderr
-    assert "Top1 acc: 0.50000\nTop5 acc: 1.00000" in result.stdout
+    assert "top-1 accuracy: 50.000 %\ntop-5 accuracy: 100.000 %" in result.stdout
     record = json.loads((tmp_path / "results" / "accuracy.json").read_text())
-    assert (record["images"], record["top1"], record["top5"]) == (2, 0.5, 1.0)
+    assert (record["images"], record["top1"], record["top5"]) == (2, 50.0, 100.0)
     missing = run_entry_point("postprocess.py", "--result_path", str(tmp_path / "none"),
                               "--label_path", str(tmp_path / LABEL_FILE))
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
+
+
+def test_postprocess_py_scores_without_loading_mindspore(tmp_path):
+    label_file = make_label_file(1, [[0], [1]], num_classes=8)
+    write_results(tmp_path / "results", label_file, np.zeros((2, 1, 8), dtype=np.float32))
+    write_label_file(tmp_path / LABEL_FILE, label_file)
+    # Run postprocess.py's main in a fresh interpreter, then list what it imported.
+    program = (
+        "import runpy, sys\n"
+        f"sys.argv = ['postprocess.py', '--result_path', {str(tmp_path / 'results')!r}, "
+        f"'--label_path', {str(tmp_path / LABEL_FILE)!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'postprocess.py')!r}, run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "print('loaded:', sorted(name for name in sys.modules if name.split('.')[0] == 'mindspore'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                            cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "results" / "accuracy.json").is_file()
+    assert "loaded: []" in result.stdout

@@ -11,9 +11,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import CheckpointForm, checkpoint_form, is_deploy_form, save_checkpoint_atomic
 from src.errors import UserError
 from src.models import create_model
+from src.models.repopt import create_repopt_model
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [{"name": "w", "data": ms.Tensor(np.ones(2, np.float32))}]
@@ -35,7 +36,7 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path):
     # A child process writes a large checkpoint to the same path in a loop; SIGKILL lands mid-write.
     writer = (
         "import src, numpy as np, mindspore as ms\n"
-        "from src.checkpoint import save_checkpoint_atomic\n"
+        "from src.checkpoint_files import save_checkpoint_atomic\n"
         "data = [{'name': f'w{i}', 'data': ms.Tensor(np.zeros((1024, 1024), np.float32))} for i in range(64)]\n"
         "print('ready', flush=True)\n"
         f"while True: save_checkpoint_atomic(data, {str(target)!r})\n"
@@ -61,7 +62,8 @@ def test_a_full_disk_is_a_user_error_and_leaves_no_partial_files(tmp_path):
     # RLIMIT_FSIZE makes writes past 100 kB fail with EFBIG, as a full disk would.
     program = (
         "import src, resource, signal, numpy as np, mindspore as ms\n"
-        "from src.checkpoint import save_checkpoint_atomic, write_text_atomic\n"
+        "from src.checkpoint_files import save_checkpoint_atomic\n"
+        "from src.atomic_files import write_text_atomic\n"
         "from src.errors import UserError\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
@@ -92,3 +94,20 @@ def test_a_file_in_place_of_the_folder_is_a_user_error(tmp_path):
 def test_non_ckpt_suffix_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"must end in \.ckpt"):
         save_checkpoint_atomic([], tmp_path / "x.bin")
+
+
+@pytest.mark.parametrize(("build", "expected"), [
+    (lambda: create_model("RepVGG-A0-cifar", num_classes=10), CheckpointForm.TRAIN),
+    (lambda: create_model("RepVGG-A0-cifar", num_classes=10, deploy=True), CheckpointForm.DEPLOY),
+    (lambda: create_repopt_model("RepVGG-A0-cifar", 10), CheckpointForm.REPOPT_PLAIN),
+    (lambda: create_repopt_model("RepVGG-A0-cifar", 10, search=True), CheckpointForm.REPOPT_SEARCH),
+])
+def test_checkpoint_form_names_the_network_the_weight_names_describe(build, expected):
+    names = [name for name, _ in build().parameters_and_names()]
+    assert checkpoint_form(names) is expected
+    assert is_deploy_form(names) == (expected is CheckpointForm.DEPLOY)
+
+
+def test_checkpoint_form_reads_timm_fused_names_as_deploy():
+    assert checkpoint_form(["stem.reparam_conv.weight", "head.fc.weight"]) is CheckpointForm.DEPLOY
+    assert checkpoint_form(["stem.conv_kxk.conv.weight", "head.fc.weight"]) is CheckpointForm.TRAIN

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.config import load_config
 from src.data import write_demo_imagefolder
 from src.engine.amp import apply_amp
-from src.engine.checkpoints import load_network
 from src.engine.distillation import TEACHER_PREFIX, DistillationLoss, NetWithDistillation, build_distillation
 from src.engine.train_step import TrainStep, make_loss_scaler
 from src.errors import UserError
 from src.models import create_model
+from src.models.from_checkpoint import load_network
 
 REPO = Path(__file__).resolve().parents[1]
 KD_CONFIG = REPO / "src" / "configs" / "demo_kd.yaml"

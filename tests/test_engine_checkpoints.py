@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from conftest import randomise_batchnorm
 
-from src.checkpoint import save_checkpoint_atomic
-from src.engine.checkpoints import CheckpointKeeper, RunPosition, load_network, load_pretrained
+from src.checkpoint_files import save_checkpoint_atomic
+from src.engine.run_checkpoints import CheckpointKeeper, RunPosition
 from src.errors import UserError
 from src.logger import LOGGER_NAME
 from src.models import create_model, repvgg_model_convert
+from src.models.from_checkpoint import load_network, load_pretrained
 
 ARCH = "RepVGG-A0-cifar"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]

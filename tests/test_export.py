@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from conftest import randomise_batchnorm
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.deploy.export import export_network
 from src.models import RepVGGBlock, create_model, repvgg_model_convert
 

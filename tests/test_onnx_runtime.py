@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import randomise_batchnorm
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.config import load_config
 from src.data import write_demo_imagefolder
 from src.deploy.export import export_network

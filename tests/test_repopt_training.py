@@ -13,16 +13,16 @@ import pytest
 from conftest import randomise_batchnorm
 from test_trainer import DEMO_CONFIG, run_entry, train_args
 
-from src.checkpoint import save_checkpoint_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.config import load_config
 from src.data import write_demo_imagefolder
 from src.deploy.export import run_export
 from src.device import Placement
-from src.engine.checkpoints import load_network
 from src.engine.networks import build_training_network, searched_scales_path
 from src.engine.optimizer import split_decay_groups
 from src.engine.trainer import Trainer
 from src.errors import UserError
+from src.models.from_checkpoint import load_network
 from src.models.repopt import RepOptSearchNet, RepOptVGG, create_repopt_model, extract_scales, merge_search_net
 from src.models.repopt_scales import load_scales, read_scales, save_scales
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from mindspore import nn
 
+from src.checkpoint_files import BN_BACKUP_PREFIX
 from src.engine.amp import apply_amp
-from src.engine.train_step import BN_BACKUP_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
+from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.models import create_model
 
 

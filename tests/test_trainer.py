@@ -76,7 +76,7 @@ def test_eval_reports_the_checkpoint_and_prefers_ema(small_demo, tmp_path):
     metrics = json.loads(result_path.read_text())
     assert metrics["images"] == 32
     assert "EMA" in metrics["weights"]
-    assert f"top-1 accuracy: {metrics['top1'] / 100:.5f}" in evaluated.stdout
+    assert f"top-1 accuracy: {metrics['top1']:.3f} %" in evaluated.stdout
     logged = list(csv.DictReader((run / "log.csv").read_text().splitlines()))[-1]
     assert float(logged["top1"]) == pytest.approx(metrics["top1"], abs=1e-3)  # training evaluated EMA too
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from src.checkpoint import staging_folder
+from src.atomic_files import staging_folder
 from src.errors import UserError
 
 # Alphabetical, so that the sorted class folders of the written set give the same label indices.

@@ -16,12 +16,12 @@ import numpy as np
 import onnx
 from mindspore import nn
 
-from src.checkpoint import check_writable_folder, staging_folder
+from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
-from src.engine.checkpoints import load_network
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import has_multi_branch_blocks, repvgg_model_convert
+from src.models.from_checkpoint import load_network
 from src.models.repopt import RepOptSearchNet, merge_search_net
 
 FILE_FORMATS = ("MINDIR", "AIR", "ONNX")

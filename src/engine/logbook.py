@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines
 import matplotlib.pyplot as plt
 
-from src.checkpoint import write_bytes_atomic, write_text_atomic
+from src.atomic_files import write_bytes_atomic, write_text_atomic
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "top1", "top5", "lr", "img_per_s", "epoch_seconds")
 

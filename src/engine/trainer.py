@@ -13,22 +13,24 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
+from src.checkpoint_files import EMA_PREFIX
 from src.config import Config, save_config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
-from src.engine.checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
 from src.engine.distillation import build_distillation
-from src.engine.evaluate import EvalResult, evaluate
+from src.engine.evaluation import evaluate
 from src.engine.logbook import Logbook
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.networks import build_network, build_training_network, write_searched_scales
 from src.engine.optimizer import build_optimizer
+from src.engine.run_checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
 from src.engine.stop_request import StopRequest
 from src.engine.sync_batchnorm import convert_to_sync_batchnorm
-from src.engine.train_step import EMA_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
+from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.errors import UserError
 from src.logger import get_logger
+from src.metrics import EvalResult
 
 RESUME_LATEST = "auto"
 # Test hook (tests/test_distributed.py): when set to a folder, every rank writes rank<r>.npz there at the end

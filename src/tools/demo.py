@@ -9,15 +9,16 @@ from pathlib import Path
 
 import mindspore as ms
 
-from src.checkpoint import save_checkpoint_atomic, write_text_atomic
+from src.atomic_files import write_text_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.cli import run_cli
 from src.config import load_config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.deploy.export import export_network
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import calibration_batches, quantize_int8
-from src.engine.checkpoints import run_checkpoints
-from src.engine.evaluate import evaluate
+from src.engine.evaluation import evaluate
+from src.engine.run_checkpoints import run_checkpoints
 from src.engine.speed import images_per_second
 from src.engine.trainer import RESUME_LATEST, train
 from src.logger import get_logger

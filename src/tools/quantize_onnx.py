@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_text_atomic
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
 from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session

@@ -1,11 +1,18 @@
-"""Top-1/top-5 evaluation of a network over a batched (image, int label) data set."""
+"""Top-1/top-5 accuracy and cross entropy from logits, and the one way they are printed and written.
 
-import time
-from collections.abc import Iterable
+NumPy only: eval.py (MindSpore), infer_onnx.py (ONNX Runtime) and postprocess.py (the C++ harness's result
+files) all count and report through here, so accuracy reads the same everywhere: percent on screen and
+in the JSON record.
+"""
+
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
-from mindspore import Tensor, nn
+
+from src.atomic_files import write_json_atomic
+from src.logger import get_logger
 
 
 @dataclass
@@ -49,11 +56,13 @@ class AccuracyCounter:
                           self.images, seconds)
 
 
-def evaluate(net: nn.Cell, batches: Iterable) -> EvalResult:
-    """``batches`` yields (images NCHW float32, labels int) as numpy; the network runs in eval mode."""
-    net.set_train(False)
-    counter = AccuracyCounter()
-    start = time.perf_counter()
-    for images, labels in batches:
-        counter.update(net(Tensor(images)).asnumpy(), labels)
-    return counter.result(time.perf_counter() - start)
+def report_metrics(result: EvalResult, record: dict, target: str | os.PathLike, speed: str | None = None) -> Path:
+    """Print top-1/top-5 in percent (and ``speed``, a line about throughput, when given), then write ``record``
+    (the caller's description of what was evaluated plus its metric fields) as JSON to ``target``."""
+    lines = [f"top-1 accuracy: {result.top1:.3f} %", f"top-5 accuracy: {result.top5:.3f} %"]
+    if speed:
+        lines.append(speed)
+    print("\n".join(lines))
+    written = write_json_atomic(target, record)
+    get_logger().info(f"{result.images} images; metrics written to {written}")
+    return written

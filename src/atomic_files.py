@@ -1,46 +1,21 @@
-"""Atomic writers for checkpoints and small outputs: a temp file in the same folder, then a rename, so an
-interrupted write or a full disk never damages the previous file at the same path. Plus the output-folder
-checks that turn a file in the way or a read-only folder into one clear UserError."""
+"""Atomic writers for small outputs (bytes, text, JSON, CSV): a temp file in the same folder, then a rename, so
+an interrupted write or a full disk never damages the previous file at the same path. Plus the staging folder
+for outputs of several files, and the output-folder checks that turn a file in the way or a read-only folder
+into one clear UserError. Standard library only: deployment tools without MindSpore write through it too;
+the MindSpore checkpoint writer is ``src.checkpoint_files.save_checkpoint_atomic``."""
 
+import csv
+import io
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-
-import mindspore as ms
+from typing import Any
 
 from src.errors import UserError
-
-
-def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike, append_dict: dict | None = None,
-                           choice_func: Callable[[str], bool] | None = None) -> Path:
-    """Write ``save_obj`` (a Cell or a list of {"name", "data"} dicts) to ``path`` atomically; ``choice_func``
-    selects parameters by name, as in ``mindspore.save_checkpoint``."""
-    target = Path(path)
-    if target.suffix != ".ckpt":
-        raise UserError(f"checkpoint path must end in .ckpt: {target}")
-    ensure_folder(target.parent)
-    try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp.ckpt", dir=target.parent)
-    except OSError as error:
-        raise UserError(f"cannot write checkpoint to {target.parent}: {error.strerror}") from error
-    os.close(handle)
-    # MindSpore stages its own write in a sibling file; clean up everything sharing our unique stem.
-    temp_stem = Path(temp_name).name.removesuffix(".tmp.ckpt")
-    try:
-        ms.save_checkpoint(save_obj, temp_name, append_dict=append_dict, choice_func=choice_func)
-        with open(temp_name, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temp_name, target)
-    except BaseException as error:
-        for leftover in target.parent.glob(f"{temp_stem}.*"):
-            leftover.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise UserError(f"cannot write checkpoint {target}: {error.strerror or error}") from error
-        raise
-    return target
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str | None = None) -> Path:
@@ -63,6 +38,21 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str | None = 
 
 def write_text_atomic(path: str | os.PathLike, text: str, what: str | None = None) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"), what)
+
+
+def write_json_atomic(path: str | os.PathLike, record: Any, what: str | None = None) -> Path:
+    """``record`` as indented JSON with a final newline."""
+    return write_text_atomic(path, json.dumps(record, indent=2) + "\n", what)
+
+
+def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict],
+                     what: str | None = None) -> Path:
+    """A header of ``columns`` and one line per row (missing keys empty)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, text.getvalue(), what)
 
 
 def ensure_folder(folder: str | os.PathLike) -> Path:

@@ -1,16 +1,31 @@
-"""What eval.py does: load a checkpoint in whatever form it is, evaluate on val, print and write JSON."""
+"""Evaluating a MindSpore network: ``evaluate`` runs it over a batched (image, int label) data set, and
+``run_evaluation`` is what eval.py does (load a checkpoint in whatever form it is, evaluate on val, report).
+Counting and reporting are ``src.metrics``, shared with the ONNX Runtime and offline evaluators."""
 
-import json
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from src.checkpoint import check_writable_folder, write_text_atomic
+from mindspore import Tensor, nn
+
+from src.atomic_files import check_writable_folder
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.device import setup_device
-from src.engine.checkpoints import load_network
-from src.engine.evaluate import EvalResult, evaluate
 from src.errors import UserError
 from src.logger import get_logger
+from src.metrics import AccuracyCounter, EvalResult, report_metrics
+from src.models.from_checkpoint import load_network
+
+
+def evaluate(net: nn.Cell, batches: Iterable) -> EvalResult:
+    """``batches`` yields (images NCHW float32, labels int) as numpy; the network runs in eval mode."""
+    net.set_train(False)
+    counter = AccuracyCounter()
+    start = time.perf_counter()
+    for images, labels in batches:
+        counter.update(net(Tensor(images)).asnumpy(), labels)
+    return counter.result(time.perf_counter() - start)
 
 
 def run_evaluation(cfg: Config, result_json: str | None = None, prefer_ema: bool = True) -> EvalResult:
@@ -26,9 +41,6 @@ def run_evaluation(cfg: Config, result_json: str | None = None, prefer_ema: bool
     get_logger().info(f"evaluating {cfg.pretrained} ({net.arch}, {description}) on {cfg.set} val")
     dataset = create_dataset(cfg, "val", training=False)
     result = evaluate(net, iterate_checked(dataset, data_folder(cfg, "val")))
-    print(f"top-1 accuracy: {result.top1 / 100:.5f}\ntop-5 accuracy: {result.top5 / 100:.5f}\n"
-          f"images: {result.images}, {result.images_per_second:.1f} img/s")
     record = {"checkpoint": str(cfg.pretrained), "arch": net.arch, "weights": description, **result.as_dict()}
-    write_text_atomic(target, json.dumps(record, indent=2) + "\n")
-    get_logger().info(f"metrics written to {target}")
+    report_metrics(result, record, target, speed=f"images: {result.images}, {result.images_per_second:.1f} img/s")
     return result
