@@ -6,14 +6,15 @@ from pathlib import Path
 import pytest
 
 from src.config import (
+    CHOICES,
     Config,
-    RandAugmentSpec,
     add_config_arguments,
     config_from_args,
     load_config,
-    parse_rand_augment,
     save_config,
 )
+from src.data.rand_augment_spec import RandAugmentSpec, parse_rand_augment
+from src.data.transforms import ERASING_MODES, INTERPOLATIONS
 from src.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "src" / "configs"
@@ -372,34 +373,27 @@ def test_saving_replaces_an_existing_record(tmp_path):
     assert load_config(target, check_paths=False).epochs == 4
 
 
-# ----- RandAugment specs -----
+# ----- a Config checks itself when built -----
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("rand-m9-n2", RandAugmentSpec(num_ops=2, magnitude=9.0)),
-    ("rand-m9-mstd0.5-inc1", RandAugmentSpec(num_ops=2, magnitude=9.0, magnitude_std=0.5)),
-    ("rand-n3-m10", RandAugmentSpec(num_ops=3, magnitude=10.0)),
-    ("rand-m0", RandAugmentSpec(num_ops=2, magnitude=0.0)),
-    ("rand-m7.5", RandAugmentSpec(num_ops=2, magnitude=7.5)),
-    ("autoaug", None),
-    (None, None),
+@pytest.mark.parametrize(("changes", "fragment"), [
+    ({"epochs": 0}, "invalid value for 'epochs': must be >= 1, got 0"),
+    ({"set": "MNIST"}, "invalid value for 'set': must be one of ImageNet, CIFAR100, demo"),
+    ({"auto_augment": "rand-m11"}, "invalid value for 'auto_augment'"),
+    ({"warmup_length": 5, "epochs": 3}, "'warmup_length' must not exceed 'epochs': 5 > 3"),
+    ({"kd_alpha": 0.5}, "'kd_alpha' = 0.5 needs 'teacher_arch' and 'teacher_ckpt' to be set"),
 ])
-def test_parse_rand_augment_reads_timm_specs(spec, expected):
-    assert parse_rand_augment(spec) == expected
-
-
-@pytest.mark.parametrize(("spec", "fragment"), [
-    ("rand-m11", "must be in [0, 10]"),
-    ("rand-n2", "needs a magnitude"),
-    ("rand", "needs a magnitude"),
-    ("rand-m9-n0", "whole number >= 1"),
-    ("rand-m9-n1.5", "whole number >= 1"),
-    ("rand-m9-inc0", "inc0 cannot be honoured"),
-    ("rand-m9-w0", "unknown option 'w0'"),
-    ("rand-m-1", "unknown option 'm'"),
-    ("randaug-m9", "RandAugment spec like"),
-])
-def test_parse_rand_augment_refuses_bad_specs(spec, fragment):
+def test_a_config_built_directly_refuses_what_a_recipe_would(changes, fragment):
     with pytest.raises(UserError) as caught:
-        parse_rand_augment(spec)
+        Config(**changes)
     assert fragment in str(caught.value)
+
+
+def test_a_config_built_directly_stores_the_canonical_spellings():
+    cfg = Config(set="imagenet", amp_level="o2", arch="repvgg-a0", base_lr=1)
+    assert (cfg.set, cfg.amp_level, cfg.arch, cfg.base_lr) == ("ImageNet", "O2", "RepVGG-A0", 1.0)
+
+
+def test_every_choice_has_an_operator_in_the_data_pipeline():
+    assert set(INTERPOLATIONS) == set(CHOICES["interpolation"])
+    assert set(ERASING_MODES) == set(CHOICES["re_mode"])
