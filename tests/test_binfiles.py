@@ -12,7 +12,7 @@ import pytest
 
 from src.config import load_config
 from src.data import preprocess_image, write_demo_imagefolder
-from src.data.demo import DEMO_CLASSES
+from src.data.demo_dataset import DEMO_CLASSES
 from src.deploy.binfiles import (
     INPUT_FOLDER,
     LABEL_FILE,

@@ -8,6 +8,7 @@ from mindspore import nn
 
 from src.errors import UserError
 from src.models import RepVGGBlock, create_model, list_models, repvgg_model_convert
+from src.models.parameters import trainable_millions
 from src.models.repvgg import identity_kernel
 
 # Official table (github.com/DingXiaoH/RepVGG README), millions of trainable parameters, train / deploy.
@@ -22,10 +23,6 @@ CIFAR_PARAMS_M = {
     "RepVGG-A0-cifar": (2.03, 1.82), "RepVGG-A1-cifar": (3.27, 2.94), "RepVGG-A2-cifar": (6.78, 6.10),
     "RepVGG-B0-cifar": (3.71, 3.33), "RepVGG-B1-cifar": (13.96, 12.55), "RepVGG-B1g4-cifar": (9.60, 8.63),
 }
-
-
-def trainable_millions(net: nn.Cell) -> float:
-    return sum(int(np.prod(p.shape)) for p in net.trainable_params()) / 1e6
 
 
 def num_classes_of(arch: str) -> int:

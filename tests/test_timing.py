@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.engine.timing import Timing, time_repeats
+from src.timing import Timing, time_repeats
 
 
 def test_warmup_calls_run_but_are_not_timed():

@@ -19,7 +19,7 @@ import mindspore.dataset as ds
 from mindspore.dataset import transforms
 
 from src.config import Config
-from src.data.demo import DEMO_CLASSES, write_demo_imagefolder
+from src.data.demo_dataset import DEMO_CLASSES, write_demo_imagefolder
 from src.data.folders import EXTENSION_VARIANTS, check_data_url, class_indexing, folder_num_classes
 from src.data.jpeg_guard import read_image_file
 from src.data.mix import batch_mix

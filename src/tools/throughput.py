@@ -1,9 +1,10 @@
-"""Inference throughput of a network on random input: warm-up runs, then the median of timed repeats."""
+"""Inference throughput of a network on random input (the demo table, the inference benchmark): warm-up runs,
+then the median of timed repeats."""
 
 import numpy as np
 from mindspore import Tensor, nn
 
-from src.engine.timing import Timing, time_repeats
+from src.timing import Timing, time_repeats
 
 
 def inference_timing(net: nn.Cell, batch_size: int, image_size: int, warmup: int = 3, repeats: int = 10) -> Timing:
