@@ -348,7 +348,7 @@ def test_fewer_than_two_classes_is_reported(tmp_path):
     os.makedirs(tmp_path / "train" / "only")
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "train" / "only" / "0.png")
     with pytest.raises(UserError, match="1 class folder"):
-        create_dataset(folder_config(str(tmp_path), num_classes=1), "train", training=True)
+        create_dataset(folder_config(str(tmp_path), num_classes=2), "train", training=True)
 
 
 def test_num_classes_that_does_not_match_the_data_is_reported(image_folder):

@@ -3,10 +3,10 @@
 The data set is 16 classes of one image each, so the class of a sample names the file it came from. Every
 image is one uniform colour (a different colour per class): random-resized crops and flips leave such an
 image unchanged, so the exact tensors each rank trained on are known from the classes it consumed. Each rank
-reports those classes, its losses and its final weights through the trainer's test hook
-(``REPVGG_RANK_TRACE_DIR``); a ``sitecustomize`` audit hook records every file each process writes into
-``train_url``. One run trains one epoch (one step of 8 images per rank); a second run resumes it for a
-second epoch. Both take 70-100 s together on 2 cores (graph compilation is most of it).
+reports those classes, its losses and its final weights, and every file a process writes into ``train_url``
+is logged: recorders that ``worker_hooks/sitecustomize.py``, put on the workers' PYTHONPATH, wraps around the
+trainer from outside. One run trains one epoch (one step of 8 images per rank); a second run resumes it for
+a second epoch. Both take 70-100 s together on 2 cores (graph compilation is most of it).
 """
 
 import os
@@ -29,7 +29,6 @@ from src.device import MSRUN, RANK_TABLE, SINGLE, detect_launch
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optimizer import build_optimizer
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy
-from src.engine.trainer import RANK_TRACE_VARIABLE
 from src.errors import UserError
 from src.models import create_model
 
@@ -42,32 +41,9 @@ WEIGHT = "weight:"
 OVERRIDES = {"set": "ImageNet", "num_classes": CLASSES, "batch_size": BATCH, "warmup_length": 0,
              "eval_every": 0, "clip_global_norm_value": 0, "num_parallel_workers": 1}
 
-AUDIT_HOOK = '''
-# Written by tests/test_distributed.py: log every file this process creates or changes under
-# REPVGG_AUDIT_TREE to REPVGG_AUDIT_LOG/<pid>.txt, with the msrun role and rank of the process.
-import os
-import sys
-
-_tree = os.environ["REPVGG_AUDIT_TREE"]
-_log = open(os.path.join(os.environ["REPVGG_AUDIT_LOG"], f"{os.getpid()}.txt"), "a", buffering=1)
-_who = f"{os.environ.get('MS_ROLE', '-')} {os.environ.get('RANK_ID', '-')}"
-_WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-
-def _hook(event, args):
-    if event == "open":
-        path, mode, flags = args
-        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & _WRITING)
-    elif event in ("os.rename", "os.mkdir"):
-        path, writes = args[1] if event == "os.rename" else args[0], True
-    else:
-        return
-    if writes and isinstance(path, str) and os.path.abspath(path).startswith(os.path.join(_tree, "")):
-        _log.write(f"{_who} {event} {path}\\n")
-
-
-sys.addaudithook(_hook)
-'''
+# Recorders loaded into every process of a launch (see its docstring): file writes and per-rank traces.
+WORKER_HOOKS = Path(__file__).resolve().parent / "system" / "worker_hooks"
+RANK_TRACE_VARIABLE = "REPVGG_RANK_TRACE_DIR"
 
 
 @dataclass
@@ -103,8 +79,6 @@ def runs(tmp_path_factory, colours) -> tuple[Run, Run, Path]:
         for label, colour in enumerate(colours):
             (data / split / f"class{label:02d}").mkdir(parents=True)
             Image.fromarray(np.full((32, 32, 3), colour, np.uint8)).save(data / split / f"class{label:02d}" / "a.png")
-    (root / "hook").mkdir()
-    (root / "hook" / "sitecustomize.py").write_text(AUDIT_HOOK)
     train_url = root / "train_url"
     flags = [f"--{key}={value}" for key, value in OVERRIDES.items()]
     runs = []
@@ -114,7 +88,7 @@ def runs(tmp_path_factory, colours) -> tuple[Run, Run, Path]:
             (folder / sub).mkdir(parents=True)
         env = {**os.environ, RANK_TRACE_VARIABLE: str(folder / "trace"), "REPVGG_AUDIT_TREE": str(train_url),
                "REPVGG_AUDIT_LOG": str(folder / "audit"),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(root / "hook"), os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(WORKER_HOOKS), os.environ.get("PYTHONPATH")]))}
         result = run_script([str(REPO / "scripts" / "run_distribute_train_cpu.sh"), "2", str(DEMO_CONFIG),
                              "--data_url", str(data), "--train_url", str(train_url), *flags, *extra],
                             cwd=folder, env=env, timeout=300)

@@ -1,7 +1,6 @@
 """The training loop: data per epoch, the compiled train step, evaluation, checkpoints, logs, resume."""
 
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -33,9 +32,6 @@ from src.logger import get_logger
 from src.metrics import EvalResult
 
 RESUME_LATEST = "auto"
-# Test hook (tests/test_distributed.py): when set to a folder, every rank writes rank<r>.npz there at the end
-# of training, so that sharding and the agreement of ranks can be checked from outside the processes.
-RANK_TRACE_VARIABLE = "REPVGG_RANK_TRACE_DIR"
 
 
 class DivergenceError(UserError):
@@ -80,24 +76,6 @@ def _copy_weights(sources: list, target: nn.Cell, prefix: str = "") -> None:
         params[source.name.removeprefix(prefix)].set_data(source.data.copy())
 
 
-class _RankTrace:
-    """What one rank did: the class of every training sample it consumed (a sample's identity when each class
-    has one image), its loss at every step, and its final network weights."""
-
-    def __init__(self, folder: str, rank: int):
-        self.path = Path(folder) / f"rank{rank}.npz"
-        self.classes: list[np.ndarray] = []
-        self.losses: list[float] = []
-
-    def record(self, labels: np.ndarray, loss: float) -> None:
-        self.classes.append(labels.argmax(-1))
-        self.losses.append(loss)
-
-    def write(self, net: nn.Cell) -> None:
-        weights = {f"weight:{p.name}": p.asnumpy() for p in net.get_parameters()}
-        np.savez(self.path, classes=np.concatenate(self.classes), losses=np.array(self.losses), **weights)
-
-
 class Trainer:
     def __init__(self, cfg: Config, placement: Placement):
         self.cfg = cfg
@@ -133,8 +111,6 @@ class Trainer:
         self.position = RunPosition()
         self.stop = StopRequest(placement.distributed)
         self.nonfinite_streak = 0
-        trace_folder = os.environ.get(RANK_TRACE_VARIABLE)
-        self.trace = _RankTrace(trace_folder, placement.rank) if trace_folder else None
 
     def _use_sync_batchnorm(self) -> None:
         if self.cfg.device_target != "Ascend":
@@ -206,8 +182,6 @@ class Trainer:
                 losses.append(float(loss.asnumpy()))
             else:
                 skipped += 1
-            if self.trace:
-                self.trace.record(labels, float(loss.asnumpy()))
             batches.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
                                 lr=f"{self.lr[self.position.step - 1]:.2e}")
             self._count_nonfinite(finite)
@@ -284,8 +258,6 @@ class Trainer:
                               f"ETA {_duration(eta)}")
             if not last_epoch and self.stop.requested():
                 return self._stopped(checkpoint, last_eval)
-        if self.trace:
-            self.trace.write(self.net)
         return FitResult(self.position, last_eval, checkpoint, self.evaluation_network())
 
 
