@@ -10,7 +10,7 @@ import pytest
 from src.checkpoint_files import save_checkpoint_atomic
 from src.models import create_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "src" / "configs" / "demo.yaml"
 
 

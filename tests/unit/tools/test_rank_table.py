@@ -10,7 +10,7 @@ import pytest
 from src.errors import UserError
 from src.tools.rank_table import local_rank_environments, read_rank_table
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "tests" / "data" / "rank_table_8p.json"
 
 

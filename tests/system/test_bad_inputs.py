@@ -36,7 +36,7 @@ from src.logger import get_logger
 from src.models import create_model, repvgg_model_convert
 from src.models.weight_import import official_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
 IMAGENET_CONFIG = REPO / "src" / "configs" / "RepVGG-A0.yaml"
 ARCH = "RepVGG-A0-cifar"

@@ -15,7 +15,7 @@ from torch_reference import TorchRepVGG, TorchRepVGGBlock, numpy_state, randomis
 from src.models import RepVGGBlock, create_model, get_variant, repvgg_model_convert
 from src.models.weight_import import WeightImportError, load_pytorch_weights, timm_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 ARCH = "RepVGG-B1g4-cifar"  # groups and identity branches, yet small
 SE_ARCH = "RepVGG-D2se-cifar"
 

@@ -31,7 +31,7 @@ from src.deploy.offline_eval import write_bin_dataset
 from src.deploy.result_scoring import score_results
 from src.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
 VAL_PER_CLASS = 2
 

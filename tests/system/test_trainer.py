@@ -10,10 +10,11 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+from conftest import train_args as shared_train_args
 
 from src.data import write_demo_imagefolder
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
 
 
@@ -41,17 +42,16 @@ def final_state(run: Path, epoch: int) -> dict:
     return {name: p.asnumpy() for name, p in params.items()}
 
 
-def test_two_epochs_equal_one_epoch_plus_resume_plus_one(small_demo, tmp_path):
-    straight = run_entry("train.py", *train_args(small_demo, tmp_path / "straight", 2))
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    first = run_entry("train.py", *train_args(small_demo, tmp_path / "resumed", 1))
+def test_two_epochs_equal_one_epoch_plus_resume_plus_one(demo_data, straight_run, tmp_path):
+    resumed = tmp_path / "resumed"
+    first = run_entry(*shared_train_args(demo_data, resumed, epochs=1)[1:])
     assert first.returncode == 0, first.stderr[-3000:]
     # The second process is told the full length and resumes from the newest checkpoint in train_url.
-    second = run_entry("train.py", *train_args(small_demo, tmp_path / "resumed", 2, "--resume"))
+    second = run_entry(*shared_train_args(demo_data, resumed, "--resume")[1:])
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr
 
-    expected, actual = final_state(tmp_path / "straight", 2), final_state(tmp_path / "resumed", 2)
+    expected, actual = final_state(straight_run, 2), final_state(resumed, 2)
     assert expected.keys() == actual.keys()
     assert any(name.startswith("ema.") for name in expected)
     assert any("moments" in name or "stat" in name or "accum" in name for name in expected)

@@ -24,7 +24,7 @@ from src.deploy.binfiles import LABEL_FORMAT, BinEntry, LabelFile, read_float32,
 from src.deploy.offline_eval import score_results
 from src.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
 KEYS = [*Config.__dataclass_fields__, BASE_KEY]
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,

@@ -20,7 +20,7 @@ from src.deploy.quantize import calibration_batches, quantize_int8
 from src.errors import UserError
 from src.models import create_model, repvgg_model_convert
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "src" / "configs" / "demo.yaml"
 IMAGENET_CONFIG = REPO / "src" / "configs" / "RepVGG-A0.yaml"
 ARCH = "RepVGG-A0-cifar"

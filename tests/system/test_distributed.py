@@ -32,7 +32,7 @@ from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy
 from src.errors import UserError
 from src.models import create_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
 CLASSES = 16
 BATCH = 8  # per rank: one epoch of 16 images is one step on two ranks
@@ -42,7 +42,7 @@ OVERRIDES = {"set": "ImageNet", "num_classes": CLASSES, "batch_size": BATCH, "wa
              "eval_every": 0, "clip_global_norm_value": 0, "num_parallel_workers": 1}
 
 # Recorders loaded into every process of a launch (see its docstring): file writes and per-rank traces.
-WORKER_HOOKS = Path(__file__).resolve().parent / "system" / "worker_hooks"
+WORKER_HOOKS = Path(__file__).resolve().parent / "worker_hooks"
 RANK_TRACE_VARIABLE = "REPVGG_RANK_TRACE_DIR"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 CONFIG = str(REPO / "src" / "configs" / "demo.yaml")
 TABLE = str(REPO / "tests" / "data" / "rank_table_8p.json")

@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,30 +13,13 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 import pytest
+from conftest import ARCH, DEMO_CONFIG, EPOCHS, STEPS_PER_EPOCH, train_args
 
 from src.config import load_config
-from src.data import write_demo_imagefolder
 from src.engine.trainer import train
 from src.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
-ARCH = "RepVGG-A0-cifar"
-EPOCHS = 2
-STEPS_PER_EPOCH = 48  # 8 classes x 24 images, batch 4: long enough for a signal to land inside an epoch
-
-
-@pytest.fixture(scope="module")
-def demo_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_imagefolder(str(root), num_train_per_class=24, num_val_per_class=2)
-    return root
-
-
-def train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "train.py", "--config", str(DEMO_CONFIG), "--data_url", str(data), "--train_url",
-            str(out), "--epochs", str(EPOCHS), "--batch_size", "4", "--warmup_length", "1", "--amp_level", "O0",
-            "--with_ema", "true", "--ema_decay", "0.9", "--eval_every", "0", *extra]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class TrainProcess:
@@ -88,13 +70,6 @@ def assert_same_run(expected: dict[str, np.ndarray], actual: dict[str, np.ndarra
         np.testing.assert_allclose(actual[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
-@pytest.fixture(scope="module")
-def straight_run(demo_data, tmp_path_factory) -> dict[str, np.ndarray]:
-    out = tmp_path_factory.mktemp("straight")
-    run_to_end(train_args(demo_data, out))
-    return final_weights(out)
-
-
 def test_sigterm_and_sigint_stop_cleanly_and_the_resumed_run_equals_a_straight_one(demo_data, straight_run,
                                                                                      tmp_path):
     out = tmp_path / "run"
@@ -120,7 +95,7 @@ def test_sigterm_and_sigint_stop_cleanly_and_the_resumed_run_equals_a_straight_o
     final = run_to_end(train_args(demo_data, out, "--resume"))
     assert "interrupted.ckpt" in final.stderr
     assert not interrupted.exists()  # the next epoch checkpoint replaced it
-    assert_same_run(straight_run, final_weights(out))
+    assert_same_run(final_weights(straight_run), final_weights(out))
 
 
 def test_sigkill_during_a_step_and_during_a_checkpoint_write_then_resume_equals_a_straight_run(
@@ -145,7 +120,7 @@ def test_sigkill_during_a_step_and_during_a_checkpoint_write_then_resume_equals_
         assert "step" in ms.load_checkpoint(str(checkpoint))
 
     run_to_end(train_args(demo_data, out, "--resume"))
-    assert_same_run(straight_run, final_weights(out))
+    assert_same_run(final_weights(straight_run), final_weights(out))
     assert not [path.name for path in out.iterdir() if path.name.startswith(".")]  # staging files cleaned up
 
 

@@ -16,7 +16,7 @@ from src.errors import UserError
 from src.models import create_model
 from src.models.repopt import create_repopt_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = [{"name": "w", "data": ms.Tensor(np.ones(2, np.float32))}]
 
 

@@ -21,7 +21,7 @@ from src.deploy.binfiles import INPUT_FOLDER, LABEL_FILE, read_float32, read_lab
 from src.deploy.lite import convert_onnx_to_mindir
 from src.models import create_model, repvgg_model_convert
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO / "scripts" / "setup_mindspore_lite.sh"
 RUN_SCRIPT = REPO / "scripts" / "run_infer_310.sh"
 BUILD_SCRIPT = REPO / "ascend310_infer" / "build.sh"

@@ -20,7 +20,7 @@ from src.errors import UserError
 from src.models import create_model
 from src.models.from_checkpoint import load_network
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 KD_CONFIG = REPO / "src" / "configs" / "demo_kd.yaml"
 DEMO_CLASSES = 8
 

@@ -16,7 +16,7 @@ from src.checkpoint_files import save_checkpoint_atomic
 from src.deploy.export import export_network
 from src.models import RepVGGBlock, create_model, repvgg_model_convert
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "src" / "configs" / "demo.yaml"
 ARCH = "RepVGG-B1g4-cifar"  # grouped layers and identity branches
 

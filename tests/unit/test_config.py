@@ -17,7 +17,7 @@ from src.data.rand_augment_spec import RandAugmentSpec, parse_rand_augment
 from src.data.transforms import ERASING_MODES, INTERPOLATIONS
 from src.errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "src" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "src" / "configs"
 RECIPES = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.endswith("_base.yaml"))
 MODELZOO_ARCHS = ["A0", "A1", "A2", "B0", "B1", "B1g2", "B1g4", "B2", "B2g2", "B2g4", "B3", "B3g2", "B3g4",
                   "D2se"]
