@@ -26,6 +26,7 @@ import yaml
 from src.atomic_files import write_text_atomic
 from src.errors import UserError
 from src.models.variants import resolve_arch
+from src.rand_augment_spec import parse_rand_augment
 
 
 @dataclass(frozen=True)
@@ -255,9 +256,6 @@ def _check_mixup_mode(value: str) -> str:
 
 
 def _check_auto_augment(value: str | None) -> str | None:
-    # Imported here: the parser belongs to the data package, whose modules import this one.
-    from src.data.rand_augment_spec import parse_rand_augment
-
     parse_rand_augment(value)
     return value
 

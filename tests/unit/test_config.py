@@ -13,9 +13,9 @@ from src.config import (
     load_config,
     save_config,
 )
-from src.data.rand_augment_spec import RandAugmentSpec, parse_rand_augment
 from src.data.transforms import ERASING_MODES, INTERPOLATIONS
 from src.errors import UserError
+from src.rand_augment_spec import RandAugmentSpec, parse_rand_augment
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "src" / "configs"
 RECIPES = sorted(p for p in CONFIG_DIR.glob("*.yaml") if not p.name.endswith("_base.yaml"))

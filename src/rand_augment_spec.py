@@ -1,6 +1,6 @@
 """The ``auto_augment`` config key's RandAugment syntax (timm's ``rand-m9-n2-mstd0.5-inc1``), parsed into the
-settings ``src.data.auto_augment`` builds MindSpore operators from. No MindSpore here: ``src.config`` checks
-the key with this parser when a Config is built."""
+settings ``src.data.auto_augment`` builds MindSpore operators from. It sits below both users: ``src.config``
+checks the key with this parser when a Config is built, and the data package imports the config."""
 
 import re
 from dataclasses import dataclass

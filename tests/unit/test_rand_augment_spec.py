@@ -2,8 +2,8 @@
 
 import pytest
 
-from src.data.rand_augment_spec import RandAugmentSpec, parse_rand_augment
 from src.errors import UserError
+from src.rand_augment_spec import RandAugmentSpec, parse_rand_augment
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
