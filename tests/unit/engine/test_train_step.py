@@ -1,4 +1,5 @@
-"""The train step: overflow skips the update, clipping bounds the global norm, EMA really moves, AMP trains."""
+"""The train step: overflow skips the update, clipping bounds the global norm, EMA really moves (a RepVGG training
+in graph mode at every AMP level is in tests/system/test_graph_mode_training.py)."""
 
 import mindspore as ms
 import numpy as np
@@ -6,9 +7,7 @@ import pytest
 from mindspore import nn
 
 from src.checkpoint_files import BN_BACKUP_PREFIX
-from src.engine.amp import apply_amp
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
-from src.models import create_model
 
 
 def tiny_net() -> nn.Cell:
@@ -113,22 +112,3 @@ def test_ema_follows_the_weights_with_its_decay():
     for name in first:
         np.testing.assert_allclose(ema[name], decay * first[name] + (1 - decay) * after[name], rtol=1e-6)
     assert any(not np.array_equal(ema[n], first[n]) for n in first)
-
-
-@pytest.mark.parametrize("amp_level", ["O0", "O1", "O2"])
-def test_repvgg_trains_in_graph_mode_at_every_amp_level(amp_level, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        ms.set_seed(0)
-        net = create_model("RepVGG-A0-cifar", num_classes=4)
-        step = make_step(apply_amp(net, amp_level), lr=0.02)
-        rng = np.random.default_rng(0)
-        images = ms.Tensor(rng.normal(size=(8, 3, 16, 16)).astype(np.float32))
-        targets = ms.Tensor(np.eye(4, dtype=np.float32)[np.arange(8) % 4])
-        losses = [float(step(images, targets)[0].asnumpy()) for _ in range(6)]
-    finally:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
-    assert np.isfinite(losses).all()
-    assert max(losses[-2:]) < losses[0]  # fitting one fixed batch
-    assert list(tmp_path.iterdir()) == []  # MindSpore's AMP rewrite did not litter the working folder
