@@ -21,7 +21,7 @@ from PIL import Image
 from src.config import BASE_KEY, Config, add_config_arguments, config_from_args, load_config
 from src.data.jpeg_guard import jpeg_header_problem
 from src.deploy.binfiles import LABEL_FORMAT, BinEntry, LabelFile, read_float32, read_label_file, result_file
-from src.deploy.offline_eval import score_results
+from src.deploy.result_scoring import score_results
 from src.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
