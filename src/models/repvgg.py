@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from src.models.variants import RepVGGVariant, get_variant, resolve_arch
+from src.errors import UserError
+from src.models.variants import RepVGGVariant, get_variant, is_repopt_only, resolve_arch
 
 
 class ConvBN(nn.Cell):
@@ -170,6 +171,9 @@ class RepVGG(VGGStages):
 
 def create_model(arch: str, num_classes: int = 1000, deploy: bool = False) -> RepVGG:
     """Build a registered architecture, e.g. ``create_model("RepVGG-A0")`` or ``"RepVGG-B1g4-cifar"``."""
+    if is_repopt_only(arch):
+        raise UserError(f"{resolve_arch(arch)} is a RepOpt-VGG model and has no RepVGG form: train it with "
+                        "optimizer: repopt (or repopt_search: true), or evaluate a RepOpt-VGG checkpoint of it")
     net = RepVGG(get_variant(arch), num_classes=num_classes, deploy=deploy)
     net.arch = resolve_arch(arch)
     return net
