@@ -94,12 +94,11 @@ class ActivationQuantizer(nn.Cell):
         ops.assign(self.range_max, ops.select(frozen, self.range_max, moved_max))
         ops.assign(self.observed, ops.ones_like(self.observed))
 
-    def construct(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x`` fake-quantised, and the scale it was quantised with (the next bias's input scale)."""
+    def construct(self, x: Tensor) -> Tensor:
         if self.training:
             self._track(x)
         scale, zero_point = self.params()
-        return fake_quantize(x, scale, zero_point, *UINT8_RANGE), scale
+        return fake_quantize(x, scale, zero_point, *UINT8_RANGE)
 
 
 class FakeQuantConv(nn.Cell):
@@ -156,12 +155,14 @@ class FakeQuantVGG(nn.Cell):
             quantizer.frozen.set_data(Tensor(float(frozen)))
 
     def construct(self, x: Tensor) -> Tensor:
-        x, scale = self.input_quant(x)
+        # Each bias is quantised with the scale of the activation its layer reads.
+        x = self.input_quant(x)
+        scale = self.input_quant.params()[0]
         for index in range(len(self.convs)):
-            x, scale = self.output_quants[index](self.relu(self.convs[index](x, scale)))
-        pooled, scale = self.pool_quant(x.mean(axis=(2, 3)))
-        logits, _ = self.logits_quant(self.classifier(pooled, scale))
-        return logits
+            x = self.output_quants[index](self.relu(self.convs[index](x, scale)))
+            scale = self.output_quants[index].params()[0]
+        pooled = self.pool_quant(x.mean(axis=(2, 3)))
+        return self.logits_quant(self.classifier(pooled, self.pool_quant.params()[0]))
 
 
 def _kernel_and_bias(path: str, block: nn.Cell) -> tuple[np.ndarray, np.ndarray, nn.Conv2d]:
