@@ -15,6 +15,7 @@ from src.engine.repoptimizer import (
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.errors import UserError
 from src.models import create_model
+from src.models.parameters import trainable_millions
 from src.models.repopt import (
     BlockScales,
     RepOptSearchBlock,
@@ -233,8 +234,7 @@ def test_repoptimizer_state_has_the_names_nn_momentum_checkpoints_so_resume_read
 def test_param_counts_match_the_published_repopt_table(arch):
     # Building allocates no weights yet and runs nothing, so even L2 counts in well under a second.
     net = create_repopt_model(arch, num_classes=1000)
-    trainable = sum(int(np.prod(p.shape)) for p in net.trainable_params()) / 1e6
-    assert trainable == pytest.approx(REPOPT_PARAMS_M[arch], abs=0.0005)
+    assert trainable_millions(net) == pytest.approx(REPOPT_PARAMS_M[arch], abs=0.0005)
     assert net.arch == arch
 
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 from torch_reference import TorchRepOptVGG, numpy_state, randomise_torch_batchnorm, randomise_torch_scales
 
-from src.engine.checkpoints import load_network
 from src.errors import UserError
 from src.models import get_variant
+from src.models.from_checkpoint import load_network
 from src.models.repopt import create_repopt_model, plain_blocks
 from src.models.repopt_scales import load_scales
 from src.models.weight_import import WeightImportError, load_pytorch_weights, scales_from_pytorch_state
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 ARCH = "RepVGG-A0-cifar"  # a RepOpt-VGG of this shape: identity and stride-2 blocks, small enough to write fast
 OTHER_ARCH = "RepVGG-B0-cifar"  # other depths and widths
 

@@ -23,7 +23,7 @@ from src.errors import UserError
 from src.models import create_model, repvgg_model_convert
 from src.tools import quantize_onnx
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "src" / "configs" / "demo.yaml"
 ARCH = "RepVGG-A0-cifar"
 CLASSES = 8
