@@ -5,7 +5,7 @@ written down here once: the network's own weights (``stage0.`` ... ``linear.``),
 ``EMA_PREFIX``, optimiser moments and loss scale, and the run position; BatchNorm statistics backed up during
 a step (``BN_BACKUP_PREFIX``) are never saved. ``checkpoint_form`` is the one answer to "which network do
 these weight names describe": RepVGG train or deploy form (our, official or timm naming), RepOpt-VGG plain
-or search net.
+or search net, or the fake-quantised (int8-simulating) network of quantisation-aware training.
 """
 
 import os
@@ -23,7 +23,9 @@ from src.errors import UserError
 EMA_PREFIX = "ema."
 # The train step's copy of BatchNorm statistics, restored after a skipped step: scratch, never saved.
 BN_BACKUP_PREFIX = "bn_backup."
-_NETWORK_NAMES = re.compile(r"^(stage\d|linear)\.")
+# RepVGG / RepOpt-VGG, then the fake-quantised network of quantisation-aware training.
+_NETWORK_NAMES = re.compile(r"^(stage\d|linear|input_quant|convs|output_quants|pool_quant|classifier|logits_quant)\.")
+_FAKE_QUANT_MARKER = "input_quant.range_min"
 _DEPLOY_MARKERS = ("rbr_reparam", "reparam_conv")
 
 
@@ -33,6 +35,7 @@ class CheckpointForm(StrEnum):
     DEPLOY = "deploy-form"
     REPOPT_PLAIN = "RepOpt plain"
     REPOPT_SEARCH = "RepOpt search"
+    FAKE_QUANT = "int8 fake-quant"
 
 
 def checkpoint_form(names: Iterable[str]) -> CheckpointForm:
@@ -41,9 +44,11 @@ def checkpoint_form(names: Iterable[str]) -> CheckpointForm:
     The RepOpt search block alone has ``scale_conv``; the plain RepOpt block's conv sits right under the block
     path (``stage0.conv.weight``), where RepVGG has ``rbr_dense`` or ``rbr_reparam``. Both RepOpt nets share
     ``stage0.conv.weight``, so search is tested first. Fused RepVGG blocks hold ``rbr_reparam`` (timm:
-    ``reparam_conv``).
+    ``reparam_conv``). The fake-quantised network of quantisation-aware training has activation ranges.
     """
     names = list(names)
+    if _FAKE_QUANT_MARKER in names:
+        return CheckpointForm.FAKE_QUANT
     if any(".scale_conv." in name for name in names):
         return CheckpointForm.REPOPT_SEARCH
     if "stage0.conv.weight" in names:

@@ -90,6 +90,12 @@ class Config:
     # from the scales file a repopt_search run wrote. repopt_search: true trains the hyper-search net instead.
     repopt_scales: str | None = None        # .npz of searched scales; read when optimizer is repopt
     repopt_search: bool = False             # train RepOptSearchNet and write <train_url>/RepOptVGG-<..>-scales.npz
+    # ===== Quantisation-aware training ===== #
+    # qat: true fuses the network of `pretrained` (any form eval.py reads) and fine-tunes it with simulated int8
+    # (src/models/fake_quant.py) for `epochs` epochs; activation ranges follow an EMA, then stay fixed for the
+    # last `qat_freeze_epochs` epochs so that the weights adapt to the ranges the int8 model will use.
+    qat: bool = False
+    qat_freeze_epochs: int = 1
     # ===== Checkpoints, logs, evaluation ===== #
     train_url: str = "./output"             # checkpoints, CSV log, curves
     keep_checkpoint_max: int = 5
@@ -318,6 +324,7 @@ _RULES: dict[str, Check] = {
     "teacher_arch": _optional(resolve_arch),
     "kd_alpha": _PROBABILITY,
     "kd_temperature": _POSITIVE,
+    "qat_freeze_epochs": _NON_NEGATIVE,
     "keep_checkpoint_max": _interval(1),
     "eval_every": _NON_NEGATIVE,
     "device_target": _one_of(*CHOICES["device_target"]),
@@ -328,6 +335,7 @@ _RULES: dict[str, Check] = {
 _NOT_ABOVE = (
     ("warmup_length", "epochs"),
     ("min_lr", "base_lr"),
+    ("qat_freeze_epochs", "epochs"),
 )
 
 # Settings that need other keys: (key, whether the setting is on, keys that must then be set, why).
@@ -335,6 +343,7 @@ _NEEDS = (
     ("kd_alpha", lambda cfg: cfg.kd_alpha > 0, ("teacher_arch", "teacher_ckpt"), "distillation needs a teacher"),
     ("optimizer", lambda cfg: cfg.optimizer == "repopt", ("repopt_scales",),
      "the RepOptimizer's gradient multipliers come from the scales a repopt_search run wrote"),
+    ("qat", lambda cfg: cfg.qat, ("pretrained",), "quantisation-aware training fine-tunes a trained network"),
 )
 
 # Settings that cannot be combined: (key, other key, whether this config combines them, why).
@@ -342,6 +351,10 @@ _CONFLICTS = (
     ("repopt_search", "optimizer", lambda cfg: cfg.repopt_search and cfg.optimizer == "repopt",
      "the search trains the multi-branch search net with momentum or adamw and writes the scales that "
      "optimizer: repopt then uses on the plain net"),
+    ("qat", "repopt_search", lambda cfg: cfg.qat and cfg.repopt_search,
+     "quantisation-aware training fine-tunes the fused plain network, which has no branch scales to search"),
+    ("qat", "optimizer", lambda cfg: cfg.qat and cfg.optimizer == "repopt",
+     "the fused network has no RepOptimizer gradient multipliers; fine-tune it with momentum or adamw"),
 )
 
 # Paths that must exist: (key, whether it applies to this config, test, what the path should be).

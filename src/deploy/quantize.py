@@ -10,10 +10,13 @@ threshold that minimises the KL divergence between the float and the quantised h
 absolute values, 2048 bins). Before any of them, a min/max pass checks that every activation is finite on the
 calibration images; ``minmax`` keeps that pass. The ranges reach ``quantize_static`` through its calibration
 cache, so the images run through the model once per calibrator and ONNX Runtime quantises exactly those ranges.
+
+After quantisation-aware training no calibration runs: the ranges the fake-quantised network learned go through
+the same cache (``quantize_int8_learned``), so the int8 model computes what the training simulated.
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,7 @@ from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.errors import UserError
+from src.models.fake_quant import ActivationQuantizer, FakeQuantVGG
 
 # onnxruntime's QDQ per-channel quantisation needs opset 13 (per-axis QuantizeLinear/DequantizeLinear).
 QDQ_OPSET = 13
@@ -138,6 +142,31 @@ def activation_ranges(model_path: Path, input_name: str, batches: list[np.ndarra
     return _calibrate(model_path, input_name, batches, method, work_folder, entropy_bins)
 
 
+def _quantize_with_cache(model: onnx.ModelProto, int8_path: Path, per_channel: bool, method: CalibrationMethod,
+                         ranges_of: Callable[[Path, str, Path], TensorsData]) -> Path:
+    """Quantise ``model`` with the activation ranges ``ranges_of(opset-13 model path, input name, work folder)``
+    gives, handed to ``quantize_static`` as its calibration cache; written atomically to ``int8_path``."""
+    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < QDQ_OPSET:
+        model = version_converter.convert_version(model, QDQ_OPSET)
+    input_name = model.graph.input[0].name
+    try:
+        with staging_folder(int8_path.parent, int8_path.name) as staging:
+            staged = staging / f"opset{QDQ_OPSET}.onnx"
+            onnx.save(model, str(staged))
+            cache = staging / "ranges.json"
+            save_tensors_data(ranges_of(staged, input_name, staging), cache)
+            quantized = staging / "int8.onnx"
+            # With a calibration cache, ONNX Runtime quantises with its ranges and runs no images itself.
+            quantize_static(str(staged), str(quantized), None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=method, calibration_cache_path=cache)
+            os.replace(quantized, int8_path)
+    except OSError as error:
+        raise UserError(f"cannot write {int8_path}: {error.strerror or error}") from error
+    return int8_path
+
+
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, batches: list[np.ndarray],
                   per_channel: bool = True, method: str = "minmax", entropy_bins: int = ENTROPY_BINS) -> Path:
     """Write the int8 model to ``int8_path``; a failure (a full disk) leaves a file already there as it was.
@@ -150,22 +179,57 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, batches: list[np
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     check_int8_target(fp32_path, int8_path)
     model = load_fp32_model(fp32_path)
-    opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < QDQ_OPSET:
-        model = version_converter.convert_version(model, QDQ_OPSET)
-    input_name = model.graph.input[0].name
-    try:
-        with staging_folder(int8_path.parent, int8_path.name) as staging:
-            staged = staging / f"opset{QDQ_OPSET}.onnx"
-            onnx.save(model, str(staged))
-            cache = staging / "ranges.json"
-            save_tensors_data(activation_ranges(staged, input_name, batches, method, staging, entropy_bins), cache)
-            quantized = staging / "int8.onnx"
-            # With a calibration cache, ONNX Runtime quantises with its ranges and runs no images itself.
-            quantize_static(str(staged), str(quantized), None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CALIBRATION_METHODS[method], calibration_cache_path=cache)
-            os.replace(quantized, int8_path)
-    except OSError as error:
-        raise UserError(f"cannot write {int8_path}: {error.strerror or error}") from error
-    return int8_path
+    return _quantize_with_cache(
+        model, int8_path, per_channel, CALIBRATION_METHODS[method],
+        lambda staged, input_name, work: activation_ranges(staged, input_name, batches, method, work, entropy_bins))
+
+
+def _check_exported_from(model: onnx.ModelProto, qnet: FakeQuantVGG, fp32_path: Path, source: str) -> None:
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    same = len(convs) == len(qnet.convs) and all(
+        node.input[1] in initializers and numpy_helper.to_array(initializers[node.input[1]]).shape == conv.weight.shape
+        and np.allclose(numpy_helper.to_array(initializers[node.input[1]]), conv.weight.asnumpy(), atol=1e-6)
+        for node, conv in zip(convs, qnet.convs, strict=False))
+    if not same:
+        raise UserError(f"{fp32_path} was not exported from {source}: export that checkpoint with export.py first "
+                        "(its convolution weights must be the ones the learned ranges belong to)")
+
+
+def learned_ranges(model: onnx.ModelProto, qnet: FakeQuantVGG) -> TensorsData:
+    """The activation ranges quantisation-aware training learned, named by the ONNX tensors they quantise: the
+    input, each Conv output and the ReLU after it (ONNX Runtime fuses the pair; both get the block's output
+    range, which starts at 0), the pooled features (ReduceMean) and the logits (Gemm)."""
+    def range_of(quantizer: ActivationQuantizer) -> tuple[np.ndarray, np.ndarray]:
+        return quantizer.range_min.asnumpy().astype(np.float32), quantizer.range_max.asnumpy().astype(np.float32)
+
+    unobserved = [q for q in qnet.activation_quantizers() if float(q.observed.asnumpy()) < 0.5]
+    if unobserved:
+        raise UserError(f"{len(unobserved)} activation range(s) of the fake-quantised network were never observed: "
+                        "the checkpoint did not come out of a quantisation-aware training run")
+    ranges = {model.graph.input[0].name: range_of(qnet.input_quant)}
+    block = 0
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Relu"):
+            ranges[node.output[0]] = range_of(qnet.output_quants[block])
+            block += node.op_type == "Relu"
+        elif node.op_type == "ReduceMean":
+            ranges[node.output[0]] = range_of(qnet.pool_quant)
+        elif node.op_type == "Gemm":
+            ranges[node.output[0]] = range_of(qnet.logits_quant)
+    non_finite = sorted(name for name, pair in ranges.items() if not np.isfinite(pair).all())
+    if non_finite:
+        raise UserError(f"the learned ranges of {len(non_finite)} activation(s) are not finite "
+                        f"({_listed(non_finite)}): the quantisation-aware training diverged")
+    return TensorsData(CalibrationMethod.MinMax, ranges)
+
+
+def quantize_int8_learned(fp32_path: str | Path, int8_path: str | Path, qnet: FakeQuantVGG, source: str) -> Path:
+    """Write the int8 model of a quantisation-aware training run: ``fp32_path`` is the float network of ``qnet``
+    (export.py on its checkpoint ``source``), quantised per channel with the ranges ``qnet`` learned."""
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    check_int8_target(fp32_path, int8_path)
+    model = load_fp32_model(fp32_path)
+    _check_exported_from(model, qnet, fp32_path, source)
+    return _quantize_with_cache(model, int8_path, True, CalibrationMethod.MinMax,
+                                lambda staged, input_name, work: learned_ranges(onnx.load(str(staged)), qnet))

@@ -21,7 +21,7 @@ from src.engine.distillation import build_distillation
 from src.engine.evaluation import evaluate
 from src.engine.logbook import Logbook
 from src.engine.lr_schedule import build_lr_schedule
-from src.engine.networks import build_network, build_training_network, write_searched_scales
+from src.engine.networks import build_network, build_training_network, set_qat_ranges, write_searched_scales
 from src.engine.optimizer import build_optimizer
 from src.engine.run_checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
 from src.engine.stop_request import StopRequest
@@ -163,6 +163,7 @@ class Trainer:
     def _train_one_epoch(self, epoch: int) -> EpochOutcome:
         cfg = self.cfg
         dataset = _train_dataset(cfg, epoch, self.placement)
+        set_qat_ranges(cfg, self.net, epoch)
         self.train_step.set_train(True)
         # After a mid-epoch stop, the batches already trained on are drawn again (the same ones: the pipeline
         # is seeded by the epoch) and passed over, so the run continues exactly where it stopped.

@@ -21,7 +21,15 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from src.errors import UserError
 from src.models.repopt import RepOptSearchNet, RepOptVGGBlock, merge_search_net
-from src.models.repvgg import RepVGGBlock, VGGStages, fuse_bn, has_multi_branch_blocks, repvgg_model_convert
+from src.models.repvgg import (
+    RepVGG,
+    RepVGGBlock,
+    VGGStages,
+    create_model,
+    fuse_bn,
+    has_multi_branch_blocks,
+    repvgg_model_convert,
+)
 
 UINT8_RANGE = (0, 255)
 WEIGHT_RANGE = (-127, 127)  # symmetric int8, as ONNX Runtime quantises weights
@@ -153,6 +161,22 @@ class FakeQuantVGG(nn.Cell):
         """Stop (or restart) the EMA of every activation range."""
         for quantizer in self.activation_quantizers():
             quantizer.frozen.set_data(Tensor(float(frozen)))
+
+    def float_network(self) -> RepVGG:
+        """The fused (deploy-form) RepVGG with this network's float weights, no quantisation: the float32 model
+        that, quantised with this network's ranges, is the int8 model QAT trained for."""
+        net = create_model(self.arch, num_classes=self.num_classes, deploy=True)
+        weights = {"linear.weight": self.classifier.weight, "linear.bias": self.classifier.bias}
+        for path, conv in zip(self.block_paths, self.convs, strict=True):
+            weights[f"{path}.rbr_reparam.weight"], weights[f"{path}.rbr_reparam.bias"] = conv.weight, conv.bias
+        own = dict(net.parameters_and_names())
+        if set(own) != set(weights):
+            raise UserError(f"the fake-quantised network does not map onto a fused {self.arch}: "
+                            f"{sorted(set(own) ^ set(weights))[:3]}")
+        for name, value in weights.items():
+            own[name].set_data(value.data.copy())
+        net.set_train(False)
+        return net
 
     def construct(self, x: Tensor) -> Tensor:
         # Each bias is quantised with the scale of the activation its layer reads.

@@ -10,6 +10,7 @@ from mindspore import nn
 from src.checkpoint_files import CheckpointForm, checkpoint_form, is_deploy_form, network_weights, read_checkpoint
 from src.errors import UserError
 from src.logger import get_logger
+from src.models.fake_quant import fake_quant_network
 from src.models.repopt import create_repopt_model
 from src.models.repvgg import create_model
 from src.models.weight_import import check_weights_fit
@@ -34,6 +35,8 @@ def _fit_and_load(net: nn.Cell, weights: dict, path: Path) -> None:
 
 
 def _network_for(form: CheckpointForm, arch: str, num_classes: int) -> nn.Cell:
+    if form is CheckpointForm.FAKE_QUANT:
+        return fake_quant_network(create_model(arch, num_classes=num_classes, deploy=True))
     if form in (CheckpointForm.REPOPT_PLAIN, CheckpointForm.REPOPT_SEARCH):
         return create_repopt_model(arch, num_classes, search=form is CheckpointForm.REPOPT_SEARCH)
     return create_model(arch, num_classes=num_classes, deploy=form is CheckpointForm.DEPLOY)
@@ -41,7 +44,7 @@ def _network_for(form: CheckpointForm, arch: str, num_classes: int) -> nn.Cell:
 
 def load_network(path: str | Path, arch: str, num_classes: int, prefer_ema: bool = True) -> tuple[nn.Cell, str]:
     """A network in eval mode with the checkpoint's weights, in the form the keys say: RepVGG train or deploy,
-    RepOpt-VGG plain or search net."""
+    RepOpt-VGG plain or search net, or the fake-quantised net of quantisation-aware training."""
     path = Path(path)
     weights, used_ema = network_weights(read_checkpoint(path), prefer_ema)
     if not weights:
