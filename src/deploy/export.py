@@ -21,6 +21,7 @@ from src.config import Config
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import has_multi_branch_blocks, repvgg_model_convert
+from src.models.fake_quant import FakeQuantVGG
 from src.models.from_checkpoint import load_network
 from src.models.repopt import RepOptSearchNet, merge_search_net
 
@@ -101,6 +102,10 @@ def run_export(cfg: Config, file_format: str, file_name: str | None, batch_size:
     if convert and has_multi_branch_blocks(net):
         net = repvgg_model_convert(net)
         description += ", re-parameterised"
+    elif isinstance(net, FakeQuantVGG) and file_format.upper() == "ONNX":
+        # ONNX gets the float network; quantize_onnx quantises it with the learned ranges (its --qat route).
+        net = net.float_network()
+        description += ", its float weights (quantise them with the learned ranges: src.tools.quantize_onnx)"
     elif convert and isinstance(net, RepOptSearchNet):
         net = merge_search_net(net)
         description += ", search branches merged into the plain net"

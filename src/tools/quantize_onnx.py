@@ -4,8 +4,13 @@ subset of the training images, then evaluate fp32 and int8 on the validation set
     python -m src.tools.quantize_onnx --config src/configs/demo.yaml --onnx_path demo.onnx [--output int8.onnx]
         [--calibration_method minmax|entropy|percentile] [--calibration_images 256] [--per_tensor] [--threads 2]
 
-Calibration methods are ONNX Runtime's, with its defaults: minmax (observed range), entropy (KL-optimal
-clipping, 128 histogram bins), percentile (99.999th percentile of absolute values, 2048 bins).
+Calibration methods are ONNX Runtime's: minmax (observed range), entropy (KL-optimal clipping, 2048 histogram
+bins), percentile (99.999th percentile of absolute values, 2048 bins).
+
+After quantisation-aware training (a recipe with ``qat: true``), no calibration: export the QAT checkpoint with
+export.py, then give both; the int8 model takes the ranges the training learned:
+
+    python -m src.tools.quantize_onnx --config src/configs/demo_qat.yaml --pretrained QAT_CKPT --onnx_path qat.onnx
 """
 
 import argparse
@@ -13,7 +18,7 @@ from pathlib import Path
 
 from src.atomic_files import write_json_atomic
 from src.cli import run_cli
-from src.config import add_config_arguments, config_from_args
+from src.config import Config, add_config_arguments, config_from_args
 from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session
 from src.deploy.quantize import (
     CALIBRATION_METHODS,
@@ -21,9 +26,25 @@ from src.deploy.quantize import (
     check_int8_target,
     load_fp32_model,
     quantize_int8,
+    quantize_int8_learned,
 )
 from src.errors import UserError
 from src.logger import get_logger
+from src.models.fake_quant import FakeQuantVGG
+from src.models.from_checkpoint import load_network
+
+
+def _quantize_learned(cfg: Config, fp32_path: Path, int8_path: Path) -> str:
+    """The int8 model of a quantisation-aware training checkpoint (``--pretrained``); the row's method name."""
+    if not cfg.pretrained:
+        raise UserError("qat: true needs --pretrained CKPT, the checkpoint of the quantisation-aware training run")
+    qnet, _ = load_network(cfg.pretrained, cfg.arch, cfg.num_classes)
+    if not isinstance(qnet, FakeQuantVGG):
+        raise UserError(f"{cfg.pretrained} is no quantisation-aware training checkpoint (it holds a float "
+                        "network): pass the checkpoint a qat: true run wrote, or drop qat to calibrate instead")
+    get_logger().info(f"quantising with the activation ranges learned in {cfg.pretrained}")
+    quantize_int8_learned(fp32_path, int8_path, qnet, str(cfg.pretrained))
+    return "per-channel QAT"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,13 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     check_int8_target(fp32_path, int8_path)
     load_fp32_model(fp32_path)  # refuses a quantised model before any image is read
     log = get_logger()
-    log.info(f"calibrating ({args.calibration_method}) on {args.calibration_images} training images")
-    quantize_int8(fp32_path, int8_path, calibration_batches(cfg, args.calibration_images),
-                  per_channel=not args.per_tensor, method=args.calibration_method)
+    if cfg.qat:
+        method = _quantize_learned(cfg, fp32_path, int8_path)
+    else:
+        log.info(f"calibrating ({args.calibration_method}) on {args.calibration_images} training images")
+        quantize_int8(fp32_path, int8_path, calibration_batches(cfg, args.calibration_images),
+                      per_channel=not args.per_tensor, method=args.calibration_method)
+        method = f"{'per-tensor' if args.per_tensor else 'per-channel'} {args.calibration_method}"
     int8 = open_session(int8_path, threads=args.threads)
-    granularity = "per-tensor" if args.per_tensor else "per-channel"
     rows = []
-    for name, session in (("fp32", fp32), (f"int8 QDQ {granularity} {args.calibration_method}", int8)):
+    fp32_name = "fp32 (QAT float weights)" if cfg.qat else "fp32"
+    for name, session in ((fp32_name, fp32), (f"int8 QDQ {method}", int8)):
         result = evaluate_onnx(session, cfg, name)
         rows.append({"model": name, "top1": result.accuracy.top1, "top5": result.accuracy.top5,
                      "latency_ms": result.latency_ms, "img_per_s": result.images_per_second})
