@@ -1,0 +1,78 @@
+"""Quantisation-aware training end to end: train.py fine-tunes the fake-quantised network of a checkpoint, eval.py
+measures it, export.py writes its float network (ONNX) and the fake-quantised net itself (MINDIR), and
+quantize_onnx turns the ONNX model into int8 with the learned ranges, whose top-1 is the one QAT measured."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+from conftest import randomise_batchnorm
+
+from src.checkpoint_files import CheckpointForm, checkpoint_form, save_checkpoint_atomic
+from src.data import write_demo_imagefolder
+from src.models import create_model
+from src.models.from_checkpoint import load_network
+
+REPO = Path(__file__).resolve().parents[2]
+QAT_CONFIG = REPO / "src" / "configs" / "demo_qat.yaml"
+ARCH = "RepVGG-A0-cifar"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    completed = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600,
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+@pytest.fixture(scope="module")
+def qat_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(data, QAT checkpoint): two short QAT epochs (EMA ranges, then frozen) from a float train-form checkpoint."""
+    root = tmp_path_factory.mktemp("qat")
+    data = root / "data"
+    write_demo_imagefolder(str(data), num_train_per_class=4, num_val_per_class=8)
+    float_net = create_model(ARCH, num_classes=8)
+    randomise_batchnorm(float_net, seed=1)
+    start = save_checkpoint_atomic(float_net, root / "float.ckpt")
+    run("train.py", "--config", str(QAT_CONFIG), "--data_url", str(data), "--train_url", str(root / "run"),
+        "--pretrained", str(start), "--batch_size", "8", "--epochs", "2", "--qat_freeze_epochs", "1")
+    return data, root / "run" / f"{ARCH}-epoch0002.ckpt"
+
+
+def test_qat_checkpoint_is_the_fake_quantised_net_with_frozen_observed_ranges(qat_run):
+    _, checkpoint = qat_run
+    params = ms.load_checkpoint(str(checkpoint))
+    assert checkpoint_form(params) is CheckpointForm.FAKE_QUANT
+    assert float(params["input_quant.observed"].asnumpy()) == 1.0
+    assert all(float(params[name].asnumpy()) == 1.0 for name in params if name.endswith(".frozen"))
+    assert int(params["epoch"].asnumpy()) == 2
+
+
+def test_int8_onnx_top1_equals_the_fake_quant_eval(qat_run, tmp_path):
+    data, checkpoint = qat_run
+    common = ["--config", str(QAT_CONFIG), "--data_url", str(data), "--pretrained", str(checkpoint)]
+    run("eval.py", *common, "--result_json", str(tmp_path / "eval.json"))
+    simulated = json.loads((tmp_path / "eval.json").read_text())
+    assert simulated["weights"].startswith(str(CheckpointForm.FAKE_QUANT))
+
+    run("export.py", *common, "--file_format", "ONNX", "--file_name", str(tmp_path / "qat"))
+    run("-m", "src.tools.quantize_onnx", *common, "--onnx_path", str(tmp_path / "qat.onnx"),
+        "--output", str(tmp_path / "qat.int8.onnx"))
+    rows = {row["model"]: row for row in json.loads((tmp_path / "qat.int8.json").read_text())}
+    assert set(rows) == {"fp32 (QAT float weights)", "int8 QDQ per-channel QAT"}
+    assert abs(rows["int8 QDQ per-channel QAT"]["top1"] - simulated["top1"]) <= 0.3
+
+
+def test_mindir_of_the_qat_net_computes_the_simulation(qat_run, tmp_path):
+    data, checkpoint = qat_run
+    run("export.py", "--config", str(QAT_CONFIG), "--data_url", str(data), "--pretrained", str(checkpoint),
+        "--file_format", "MINDIR", "--file_name", str(tmp_path / "qat"))
+    qnet, _ = load_network(checkpoint, ARCH, 8)
+    x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
+    exported = ms.nn.GraphCell(ms.load(str(tmp_path / "qat.mindir")))
+    np.testing.assert_allclose(exported(ms.Tensor(x)).asnumpy(), qnet(ms.Tensor(x)).asnumpy(), atol=1e-5)
