@@ -14,6 +14,7 @@ import pytest
 from src.checkpoint_files import CheckpointForm, checkpoint_form, is_deploy_form, save_checkpoint_atomic
 from src.errors import UserError
 from src.models import create_model
+from src.models.fake_quant import fake_quant_network
 from src.models.repopt import create_repopt_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,6 +102,8 @@ def test_non_ckpt_suffix_is_refused(tmp_path):
     (lambda: create_model("RepVGG-A0-cifar", num_classes=10, deploy=True), CheckpointForm.DEPLOY),
     (lambda: create_repopt_model("RepVGG-A0-cifar", 10), CheckpointForm.REPOPT_PLAIN),
     (lambda: create_repopt_model("RepVGG-A0-cifar", 10, search=True), CheckpointForm.REPOPT_SEARCH),
+    (lambda: fake_quant_network(create_model("RepVGG-A0-cifar", num_classes=10, deploy=True)),
+     CheckpointForm.FAKE_QUANT),
 ])
 def test_checkpoint_form_names_the_network_the_weight_names_describe(build, expected):
     names = [name for name, _ in build().parameters_and_names()]

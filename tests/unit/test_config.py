@@ -382,6 +382,13 @@ def test_saving_replaces_an_existing_record(tmp_path):
     ({"auto_augment": "rand-m11"}, "invalid value for 'auto_augment'"),
     ({"warmup_length": 5, "epochs": 3}, "'warmup_length' must not exceed 'epochs': 5 > 3"),
     ({"kd_alpha": 0.5}, "'kd_alpha' = 0.5 needs 'teacher_arch' and 'teacher_ckpt' to be set"),
+    ({"qat": True}, "'qat' = True needs 'pretrained' to be set"),
+    ({"qat": True, "pretrained": "a.ckpt", "repopt_search": True}, "'qat' = True cannot be combined with "
+     "'repopt_search'"),
+    ({"qat": True, "pretrained": "a.ckpt", "optimizer": "repopt", "repopt_scales": "s.npz"},
+     "'qat' = True cannot be combined with 'optimizer' = repopt"),
+    ({"qat_freeze_epochs": 3, "epochs": 2}, "'qat_freeze_epochs' must not exceed 'epochs': 3 > 2"),
+    ({"qat_freeze_epochs": -1}, "invalid value for 'qat_freeze_epochs'"),
 ])
 def test_a_config_built_directly_refuses_what_a_recipe_would(changes, fragment):
     with pytest.raises(UserError) as caught:
