@@ -40,7 +40,8 @@ def qat_run(tmp_path_factory) -> tuple[Path, Path]:
     randomise_batchnorm(float_net, seed=1)
     start = save_checkpoint_atomic(float_net, root / "float.ckpt")
     run("train.py", "--config", str(QAT_CONFIG), "--data_url", str(data), "--train_url", str(root / "run"),
-        "--pretrained", str(start), "--batch_size", "8", "--epochs", "2", "--qat_freeze_epochs", "1", "--eval_every", "0")
+        "--pretrained", str(start), "--batch_size", "8", "--epochs", "2", "--qat_freeze_epochs", "1",
+        "--eval_every", "0")
     return data, root / "run" / f"{ARCH}-epoch0002.ckpt"
 
 
