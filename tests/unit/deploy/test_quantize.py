@@ -13,6 +13,7 @@ from conftest import randomise_batchnorm
 from onnx import numpy_helper
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+from src.checkpoint_files import save_checkpoint_atomic
 from src.cli import run_cli
 from src.config import load_config
 from src.data import write_demo_imagefolder
@@ -200,3 +201,13 @@ def test_tool_refuses_a_missing_calibration_folder(world, tmp_path, capsys):
     assert stop.value.code == 2 and "missing train/ folder" in err and "Traceback" not in err, err[-2000:]
     assert files == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.yaml", "int8.onnx", "val_only"]
+
+
+def test_tool_refuses_learned_ranges_from_a_float_checkpoint(world, tmp_path, capsys):
+    float_checkpoint = save_checkpoint_atomic(create_model(ARCH, num_classes=CLASSES), world["folder"] / "float.ckpt")
+    (tmp_path / "int8.onnx").write_bytes(b"previous")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = run_tool(capsys, "--data_url", str(world["data"]), "--onnx_path", str(world["fp32"]),
+                            "--output", str(tmp_path / "int8.onnx"), "--qat", "true",
+                            "--pretrained", str(float_checkpoint))
+    assert_refused(code, err, "is no quantisation-aware training checkpoint", tmp_path, before)
