@@ -7,8 +7,9 @@ subset of the training images, then evaluate fp32 and int8 on the validation set
 Calibration methods are ONNX Runtime's: minmax (observed range), entropy (KL-optimal clipping, 2048 histogram
 bins), percentile (99.999th percentile of absolute values, 2048 bins).
 
-After quantisation-aware training (a recipe with ``qat: true``), no calibration: export the QAT checkpoint with
-export.py, then give both; the int8 model takes the ranges the training learned:
+After quantisation-aware training (a recipe with ``qat: true``), no calibration: the int8 model takes the ranges
+the training learned; ``--onnx_path`` is the float model export.py wrote from the QAT checkpoint, or, if that file
+does not exist yet, where this tool writes it:
 
     python -m src.tools.quantize_onnx --config src/configs/demo_qat.yaml --pretrained QAT_CKPT --onnx_path qat.onnx
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 from src.atomic_files import write_json_atomic
 from src.cli import run_cli
 from src.config import Config, add_config_arguments, config_from_args
+from src.deploy.export import export_network
 from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session
 from src.deploy.quantize import (
     CALIBRATION_METHODS,
@@ -34,23 +36,22 @@ from src.models.fake_quant import FakeQuantVGG
 from src.models.from_checkpoint import load_network
 
 
-def _quantize_learned(cfg: Config, fp32_path: Path, int8_path: Path) -> str:
-    """The int8 model of a quantisation-aware training checkpoint (``--pretrained``); the row's method name."""
+def _qat_network(cfg: Config) -> FakeQuantVGG:
+    """The fake-quantised network of the quantisation-aware training checkpoint ``--pretrained``."""
     if not cfg.pretrained:
         raise UserError("qat: true needs --pretrained CKPT, the checkpoint of the quantisation-aware training run")
     qnet, _ = load_network(cfg.pretrained, cfg.arch, cfg.num_classes)
     if not isinstance(qnet, FakeQuantVGG):
         raise UserError(f"{cfg.pretrained} is no quantisation-aware training checkpoint (it holds a float "
                         "network): pass the checkpoint a qat: true run wrote, or drop qat to calibrate instead")
-    get_logger().info(f"quantising with the activation ranges learned in {cfg.pretrained}")
-    quantize_int8_learned(fp32_path, int8_path, qnet, str(cfg.pretrained))
-    return "per-channel QAT"
+    return qnet
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--onnx_path", required=True, help="the fp32 model written by export.py")
+    parser.add_argument("--onnx_path", required=True, help="the fp32 model written by export.py (with qat: true, "
+                        "written here from --pretrained when missing)")
     parser.add_argument("--output", default=None, help="int8 model path (default: <onnx_path stem>.int8.onnx)")
     parser.add_argument("--calibration_method", choices=list(CALIBRATION_METHODS), default="minmax",
                         help="how activation ranges are chosen (default: minmax)")
@@ -63,14 +64,22 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--calibration_images must be at least 1, got {args.calibration_images}")
     cfg = config_from_args(args)
     fp32_path = Path(args.onnx_path)
-    fp32 = open_session(fp32_path, threads=args.threads)
-    check_session_fits(fp32, cfg)
     int8_path = Path(args.output) if args.output else fp32_path.with_name(fp32_path.stem + ".int8.onnx")
     check_int8_target(fp32_path, int8_path)
-    load_fp32_model(fp32_path)  # refuses a quantised model before any image is read
     log = get_logger()
-    if cfg.qat:
-        method = _quantize_learned(cfg, fp32_path, int8_path)
+    qnet = _qat_network(cfg) if cfg.qat else None
+    if qnet is not None and not fp32_path.exists():
+        if fp32_path.suffix != ".onnx":
+            raise UserError(f"--onnx_path must end in .onnx: {fp32_path}")
+        export_network(qnet.float_network(), "ONNX", fp32_path, 1, cfg.image_size, dynamic_batch=True)
+        log.info(f"exported the float weights of {cfg.pretrained} to {fp32_path}")
+    fp32 = open_session(fp32_path, threads=args.threads)
+    check_session_fits(fp32, cfg)
+    load_fp32_model(fp32_path)  # refuses a quantised model before any image is read
+    if qnet is not None:
+        log.info(f"quantising with the activation ranges learned in {cfg.pretrained}")
+        quantize_int8_learned(fp32_path, int8_path, qnet, str(cfg.pretrained))
+        method = "per-channel QAT"
     else:
         log.info(f"calibrating ({args.calibration_method}) on {args.calibration_images} training images")
         quantize_int8(fp32_path, int8_path, calibration_batches(cfg, args.calibration_images),

@@ -15,6 +15,7 @@ from conftest import randomise_batchnorm
 
 from src.checkpoint_files import CheckpointForm, checkpoint_form, save_checkpoint_atomic
 from src.data import write_demo_imagefolder
+from src.deploy.quantize import quantize_int8_learned
 from src.models import create_model
 from src.models.from_checkpoint import load_network
 
@@ -61,19 +62,22 @@ def test_int8_onnx_top1_equals_the_fake_quant_eval(qat_run, tmp_path):
     simulated = json.loads((tmp_path / "eval.json").read_text())
     assert simulated["weights"].startswith(str(CheckpointForm.FAKE_QUANT))
 
-    run("export.py", *common, "--file_format", "ONNX", "--file_name", str(tmp_path / "qat"))
-    run("-m", "src.tools.quantize_onnx", *common, "--onnx_path", str(tmp_path / "qat.onnx"),
-        "--output", str(tmp_path / "qat.int8.onnx"))
+    # One command: the float model is exported from the checkpoint, then quantised with the learned ranges.
+    run("-m", "src.tools.quantize_onnx", *common, "--onnx_path", str(tmp_path / "qat.onnx"))
+    assert (tmp_path / "qat.onnx").is_file()
     rows = {row["model"]: row for row in json.loads((tmp_path / "qat.int8.json").read_text())}
     assert set(rows) == {"fp32 (QAT float weights)", "int8 QDQ per-channel QAT"}
     assert abs(rows["int8 QDQ per-channel QAT"]["top1"] - simulated["top1"]) <= 0.3
 
 
-def test_mindir_of_the_qat_net_computes_the_simulation(qat_run, tmp_path):
+def test_export_writes_the_float_net_as_onnx_and_the_simulation_as_mindir(qat_run, tmp_path):
     data, checkpoint = qat_run
-    run("export.py", "--config", str(QAT_CONFIG), "--data_url", str(data), "--pretrained", str(checkpoint),
-        "--file_format", "MINDIR", "--file_name", str(tmp_path / "qat"))
+    common = ["--config", str(QAT_CONFIG), "--data_url", str(data), "--pretrained", str(checkpoint)]
+    run("export.py", *common, "--file_format", "MINDIR", "--file_name", str(tmp_path / "qat"))
+    run("export.py", *common, "--file_format", "ONNX", "--file_name", str(tmp_path / "qat"))
     qnet, _ = load_network(checkpoint, ARCH, 8)
+    # The ONNX file holds the checkpoint's float weights: the learned ranges are accepted for it.
+    quantize_int8_learned(tmp_path / "qat.onnx", tmp_path / "qat.int8.onnx", qnet, str(checkpoint))
     x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
     exported = ms.nn.GraphCell(ms.load(str(tmp_path / "qat.mindir")))
     np.testing.assert_allclose(exported(ms.Tensor(x)).asnumpy(), qnet(ms.Tensor(x)).asnumpy(), atol=1e-5)
