@@ -40,10 +40,15 @@ def qat_run(tmp_path_factory) -> tuple[Path, Path]:
     float_net = create_model(ARCH, num_classes=8)
     randomise_batchnorm(float_net, seed=1)
     start = save_checkpoint_atomic(float_net, root / "float.ckpt")
-    run("train.py", "--config", str(QAT_CONFIG), "--data_url", str(data), "--train_url", str(root / "run"),
-        "--pretrained", str(start), "--batch_size", "8", "--epochs", "2", "--qat_freeze_epochs", "1",
-        "--eval_every", "0")
+    run(*qat_args(data, start, root / "run"))
     return data, root / "run" / f"{ARCH}-epoch0002.ckpt"
+
+
+def qat_args(data: Path, start: Path, out: Path) -> list[str]:
+    # One warm-up epoch: the schedule of the first epoch is then the same whether the run lasts 1 or 2 epochs.
+    return ["train.py", "--config", str(QAT_CONFIG), "--data_url", str(data), "--train_url", str(out),
+            "--pretrained", str(start), "--batch_size", "8", "--epochs", "2", "--qat_freeze_epochs", "1",
+            "--warmup_length", "1", "--warmup_lr", "0.0001", "--eval_every", "0"]
 
 
 def test_qat_checkpoint_is_the_fake_quantised_net_with_frozen_observed_ranges(qat_run):
@@ -81,3 +86,18 @@ def test_export_writes_the_float_net_as_onnx_and_the_simulation_as_mindir(qat_ru
     x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
     exported = ms.nn.GraphCell(ms.load(str(tmp_path / "qat.mindir")))
     np.testing.assert_allclose(exported(ms.Tensor(x)).asnumpy(), qnet(ms.Tensor(x)).asnumpy(), atol=1e-5)
+
+
+def test_a_resumed_qat_run_ends_where_the_straight_one_does(qat_run, tmp_path):
+    data, straight = qat_run
+    start = straight.parent.parent / "float.ckpt"
+    # Stopped after the first epoch (ranges still moving), then resumed: the second epoch freezes them.
+    run(*qat_args(data, start, tmp_path), "--epochs", "1", "--qat_freeze_epochs", "0")
+    resumed = run(*qat_args(data, start, tmp_path), "--resume", "auto")
+    assert "resumed from" in resumed.stderr and "after epoch 1" in resumed.stderr
+    expected, actual = ms.load_checkpoint(str(straight)), ms.load_checkpoint(str(tmp_path / straight.name))
+    assert expected.keys() == actual.keys()
+    compared = [name for name in expected if name not in ("learning_rate", "best_top1")]
+    assert "output_quants.3.range_max" in compared and "output_quants.3.frozen" in compared
+    for name in compared:
+        np.testing.assert_array_equal(actual[name].asnumpy(), expected[name].asnumpy(), err_msg=name)
