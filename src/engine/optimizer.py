@@ -5,6 +5,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.config import Config
+from src.engine.momentum_sgd import MomentumSGD
 from src.engine.repoptimizer import RepOptimizer
 
 _NO_DECAY_SUFFIXES = (".gamma", ".beta", ".bias")
@@ -41,4 +42,4 @@ def build_optimizer(cfg: Config, params: list, lr_schedule: np.ndarray,
         if grad_mults is None:
             raise ValueError("optimizer: repopt needs the gradient multipliers of build_training_network")
         return RepOptimizer(groups, grad_mults, learning_rate, cfg.momentum, use_nesterov=cfg.nesterov)
-    return nn.Momentum(groups, learning_rate=learning_rate, momentum=cfg.momentum, use_nesterov=cfg.nesterov)
+    return MomentumSGD(groups, learning_rate=learning_rate, momentum=cfg.momentum, use_nesterov=cfg.nesterov)
