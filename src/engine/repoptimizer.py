@@ -115,7 +115,8 @@ class RepOptimizer(nn.Cell):
     Parameters without a multiplier (BN, classifier, SE) get plain momentum SGD. Accepts ``nn.Momentum``'s
     parameter groups, so the project's no-decay split applies unchanged. ``TrainStep`` calls it as
     ``optimizer(grads)`` with gradients in ``self.parameters`` order; clipping there sees the raw gradients, as in
-    the official implementation. A wrapper rather than a subclass, so that the optimiser's own ``construct`` stays the one update rule.
+    the official implementation. A wrapper rather than a subclass, so that ``MomentumSGD.construct`` stays the
+    one update rule.
     """
 
     def __init__(self, params: list, grad_mults: dict[str, np.ndarray], learning_rate: float | Tensor,
