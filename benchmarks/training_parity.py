@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(DEMO_CONFIG), help="recipe (default: the make demo recipe)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per framework, seeds 0..N-1 (default 3)")
     parser.add_argument("--epochs", type=int, help="default: the recipe's (make demo: 8)")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    # One thread: on a busy 2-core machine PyTorch's OpenMP pool of 2 ran a step 6x slower than 1 thread did.
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
     parser.add_argument("--csv", default="benchmarks/results/training_parity.csv")
     args = parser.parse_args(argv)
     if args.seeds < 1:
