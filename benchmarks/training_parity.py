@@ -152,11 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
                 print(f"{run.framework:9s} seed {seed}: top-1 {run.top1:.2f}%, epoch-1 val loss "
                       f"{run.epoch1_val_loss:.3f}, {run.seconds:.0f} s", flush=True)
-    rows = summary_rows(runs, cfg, args.data or "demo set", args.threads)
+            # Rewritten after every seed, so that a long run cut short still leaves its finished seeds.
+            rows = summary_rows(runs, cfg, args.data or "demo set", args.threads)
+            write_rows(args.csv, rows)
     for row in rows[:2]:
         print(f"{row['framework']:9s} top-1 {row['top1_mean']:.2f} ± {row['top1_std']:.2f} % ({row['top1_runs']})")
     print(f"difference (MindSpore - PyTorch): {rows[2]['top1_mean']:+.2f} points")
-    write_rows(args.csv, rows)
     return 0
 
 
