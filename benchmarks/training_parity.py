@@ -33,7 +33,7 @@ from src.cli import run_cli
 from src.config import Config, load_config
 from src.data.demo import write_demo_imagefolder
 from src.data.folders import class_indexing, folder_num_classes, image_files
-from src.data.transforms import _statistics, uses_small_image_recipe
+from src.data.transforms import normalization_statistics, uses_small_image_recipe
 from src.errors import UserError
 from src.models import create_model
 
@@ -68,7 +68,7 @@ def samples(cfg: Config, split: str) -> list[list]:
 
 
 def torch_recipe(cfg: Config) -> dict:
-    mean, std = _statistics(cfg)
+    mean, std = normalization_statistics(cfg)
     keys = ("image_size", "crop_pct", "interpolation", "label_smoothing", "batch_size", "base_lr", "warmup_lr",
             "warmup_length", "min_lr", "epochs", "weight_decay", "momentum", "nesterov", "clip_global_norm_value")
     return {**{key: getattr(cfg, key) for key in keys}, "mean": mean, "std": std,

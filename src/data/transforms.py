@@ -51,18 +51,19 @@ def uses_small_image_recipe(cfg: Config) -> bool:
     return cfg.set in SMALL_IMAGE_SETS
 
 
-def _statistics(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalization_statistics(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel, in [0, 1] units, that the recipe of ``cfg.set`` normalises with."""
     return (CIFAR_MEAN, CIFAR_STD) if uses_small_image_recipe(cfg) else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _normalize_to_chw(cfg: Config) -> list:
-    mean, std = _statistics(cfg)
+    mean, std = normalization_statistics(cfg)
     # Transposing uint8 before normalising moves a quarter of the bytes that a float transpose would.
     return [vision.HWC2CHW(), vision.Normalize([255 * m for m in mean], [255 * s for s in std], is_hwc=False)]
 
 
 def _mean_colour(cfg: Config) -> tuple[int, int, int]:
-    mean, _ = _statistics(cfg)
+    mean, _ = normalization_statistics(cfg)
     return tuple(round(255 * m) for m in mean)
 
 
