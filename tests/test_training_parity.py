@@ -26,11 +26,14 @@ from mindspore.dataset import transforms
 from torch import nn as tnn
 from torch_reference import TorchRepVGG, numpy_state
 
+from benchmarks import torch_training, training_parity
+from src.cli import run_cli
 from src.config import Config
 from src.data.mix import batch_mix
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.optimizer import build_optimizer
 from src.engine.train_step import EMA_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
+from src.errors import UserError
 from src.models.repvgg import RepVGG
 from src.models.variants import CIFAR_LAYOUT, RepVGGVariant
 from src.models.weight_import import load_pytorch_weights
@@ -214,3 +217,19 @@ def test_cutmix_targets_follow_the_pasted_area():
         np.testing.assert_allclose(targets[i], expected, atol=1e-5)
         pasted_somewhere |= shares[i] < 1.0
     assert pasted_somewhere
+
+
+# ----- benchmarks.training_parity: the PyTorch reference run trains the recipe it is compared with -----
+
+def test_reference_run_schedule_equals_the_project_schedule():
+    cfg = recipe(epochs=3, warmup_length=1)
+    reference = torch_training.learning_rates(training_parity.torch_recipe(cfg), STEPS_PER_EPOCH)
+    np.testing.assert_allclose(build_lr_schedule(cfg, STEPS_PER_EPOCH), reference, rtol=1e-6)
+
+
+def test_benchmark_refuses_a_recipe_the_reference_does_not_train(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        run_cli(training_parity.main, ["--config", "src/configs/demo.yaml", "--seeds", "0"])
+    assert stopped.value.code == 2 and capsys.readouterr().err.startswith("error: --seeds")
+    with pytest.raises(UserError, match="mix_up"):
+        training_parity.check_reference_recipe(recipe(mix_up=0.8))
