@@ -31,7 +31,7 @@ from benchmarks.results_csv import write_rows
 from benchmarks.torch_jobs import REPO, block_shapes, run_torch_child, torch_installed
 from src.cli import run_cli
 from src.config import Config, load_config
-from src.data.demo import write_demo_imagefolder
+from src.data.demo_dataset import write_demo_imagefolder
 from src.data.folders import class_indexing, folder_num_classes, image_files
 from src.data.transforms import normalization_statistics, uses_small_image_recipe
 from src.errors import UserError
