@@ -147,7 +147,10 @@ class Trainer:
     def resume(self, checkpoint: str) -> None:
         path = self.keeper.latest() if checkpoint == RESUME_LATEST else Path(checkpoint)
         if path is None:
-            raise UserError(f"--resume auto: no epoch checkpoint in {self.cfg.train_url}")
+            # A scheduler restarts the same command line after a preemption, possibly before the first
+            # checkpoint was written: there is nothing to continue, so the run starts from the beginning.
+            self.log.info(f"--resume: no checkpoint in {self.cfg.train_url} yet, starting a new run")
+            return
         self.position = restore_train_step(self.train_step, path)
         if not 0 <= self._steps_into_epoch() < self.steps_per_epoch:
             raise UserError(f"cannot resume from {path}: it was written with {self.position.step} steps after "
