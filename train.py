@@ -7,6 +7,7 @@ import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
 from src.checkpoint import check_writable_folder
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
+from src.device import require_device
 from src.engine.trainer import RESUME_LATEST, train
 
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
                              "checkpoint in train_url")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
+    require_device(cfg.device_target)  # before train_url is created: a recipe for another device leaves nothing
     # A train_url that cannot be written would otherwise fail only once the data and the network are built.
     check_writable_folder(cfg.train_url)
     # Non-zero after a clean stop on SIGINT/SIGTERM (128 + signal), so that job schedulers see the stop.
