@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from src.config import Config
 from src.data.checked import unreadable_reason
 from src.data.datasets import SPLITS, parallel_workers
-from src.data.folders import check_data_url, class_names, image_files
+from src.data.folders import class_indexing, class_names, image_files
 from src.data.jpeg_guard import jpeg_header_problem
 from src.errors import UserError
 from src.logger import get_logger
@@ -75,8 +75,14 @@ def _class_files(data_url: str) -> Iterable[tuple[str, str, list[str]]]:
 
 
 def check_image_folder(data_url: str, workers: int = 1) -> FolderReport:
-    """Decode every image of ``data_url``'s train/ and val/ once and report all problems together."""
-    check_data_url(data_url)
+    """Decode every image of ``data_url``'s train/ and val/ once and report all problems together.
+
+    The layout is checked first, as the data set checks it (UserError for a missing train/, fewer than two
+    classes, class folders without any image file).
+    """
+    for split in SPLITS:
+        if split == "train" or os.path.isdir(os.path.join(data_url, split)):
+            class_indexing(data_url, split)
     classes = list(_class_files(data_url))
     files = [path for _, _, paths in classes for path in paths]
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -92,15 +98,16 @@ def check_image_folder(data_url: str, workers: int = 1) -> FolderReport:
     return FolderReport(data_url, images, bad, tuple(empty))
 
 
-def refusal(report: FolderReport, skippable: bool) -> UserError:
-    """The UserError listing every problem of ``report``, with what the user can do about them."""
-    remedy = "remove or replace them"
-    if skippable and not report.empty_classes:
-        remedy += ", or set skip_bad_images: true to train without the bad files"
-    elif report.empty_classes:
-        remedy += " (a class folder needs at least one readable image; remove the folder or add images)"
-    lines = "\n".join(report.problem_lines())
-    return UserError(f"{report.data_url} has {report.problem_count()}; {remedy}:\n{lines}")
+def refusal(report: FolderReport, listed_above: bool = False) -> UserError:
+    """The one-line UserError naming every problem of ``report`` (unless ``listed_above``) and the remedy."""
+    if report.empty_classes:
+        remedy = "remove or replace them (a class folder needs a readable image: remove the folder or add images)"
+    else:
+        remedy = "remove or replace them, or set skip_bad_images: true to train without them"
+    problems = [f"{path} ({reason})" for path, reason in report.bad_files]
+    problems += [f"{folder}/ (no readable images)" for folder in report.empty_classes]
+    listing = " (listed above)" if listed_above else f": {'; '.join(problems)}"
+    return UserError(f"{report.data_url} has {report.problem_count()}{listing}; {remedy}")
 
 
 def images_to_skip(cfg: Config) -> frozenset[str]:
@@ -112,7 +119,7 @@ def images_to_skip(cfg: Config) -> frozenset[str]:
     log.info(f"checking every image in {cfg.data_url} (check_images: false turns this off)")
     report = check_image_folder(cfg.data_url, parallel_workers(cfg))
     if report.empty_classes or (report.bad_files and not cfg.skip_bad_images):
-        raise refusal(report, skippable=True)
+        raise refusal(report)
     if report.bad_files:
         log.info(f"skip_bad_images: training without {len(report.bad_files)} unreadable or empty file(s):\n"
                  + "\n".join(report.problem_lines()))

@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = check_image_folder(cfg.data_url, parallel_workers(cfg))
     print(report.summary())
-    if report.empty_classes or (report.bad_files and not cfg.skip_bad_images):
-        raise refusal(report, skippable=True)
-    if report.bad_files:
-        print(f"skip_bad_images: training leaves out {report.problem_count()}:")
-        print("\n".join(report.problem_lines()))
+    if report.clean:
+        return 0
+    print("\n".join(report.problem_lines()))
+    if report.empty_classes or not cfg.skip_bad_images:
+        raise refusal(report, listed_above=True)
+    print(f"skip_bad_images: training leaves out these {len(report.bad_files)} file(s)")
     return 0
 
 
