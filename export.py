@@ -3,11 +3,12 @@ python export.py --config src/configs/RepVGG-A0.yaml --pretrained CKPT --file_fo
 [--batch_size 1] [--no_convert] [--dynamic_batch]"""
 
 import argparse
+from dataclasses import replace
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
-from src.deploy.export import FILE_FORMATS, run_export
+from src.deploy.export import FILE_FORMATS, export_device, run_export
 from src.device import setup_device
 
 
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dynamic_batch", action="store_true", help="ONNX only: a dynamic batch dimension")
     args = parser.parse_args(argv)
     cfg = config_from_args(args, check_paths=False)
-    setup_device(cfg)
+    setup_device(replace(cfg, device_target=export_device(cfg.device_target, args.file_format)))
     # --batch_size here is the exported graph's batch, 1 unless given (not the recipe's training batch).
     export_batch = cfg.batch_size if "batch_size" in vars(args) else 1
     run_export(cfg, args.file_format, args.file_name, export_batch, convert=not args.no_convert,

@@ -39,6 +39,14 @@ class Config:
     data_url: str = "./dataset"             # ImageNet: folder with train/ and val/; CIFAR100: binary folder
     set: str = "ImageNet"                   # ImageNet | CIFAR100 | demo
     crop_pct: float = 0.875                 # eval: resize to image_size / crop_pct, then centre crop
+    # Image folders (set ImageNet): the random-resized crop of training takes this share of the image's area
+    # (scale) at this aspect ratio (ratio), as timm and mindcv name them; small images want a larger share.
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (0.75, 4 / 3)
+    # Image folders: before training, decode every image once and list all unreadable or empty files and
+    # empty classes at once; skip_bad_images trains without those files instead of refusing.
+    check_images: bool = True
+    skip_bad_images: bool = False
     interpolation: str = "bicubic"          # bilinear | bicubic | nearest | area
     auto_augment: str | None = None         # None | "rand-m9-n2-mstd0.5" style RandAugment | "autoaug"
     re_prob: float = 0.0                    # RandomErasing probability
@@ -271,6 +279,18 @@ def _check_beta(value: tuple[float, float]) -> tuple[float, float]:
     return tuple(_FRACTION(b) for b in value)
 
 
+def _ordered_range(check: Check) -> Check:
+    """A [low, high] pair whose ends pass ``check`` and come in order."""
+
+    def check_pair(value: tuple[float, float]) -> tuple[float, float]:
+        low, high = (check(end) for end in value)
+        if low > high:
+            raise UserError(f"expected [low, high] with low <= high, got {list(value)}")
+        return (low, high)
+
+    return check_pair
+
+
 _POSITIVE = _interval(0, low_open=True)
 _NON_NEGATIVE = _interval(0)
 _PROBABILITY = _interval(0, 1)
@@ -283,6 +303,8 @@ _RULES: dict[str, Check] = {
     "image_size": _interval(1),
     "set": _one_of(*CHOICES["set"]),
     "crop_pct": _interval(0, 1, low_open=True),
+    "scale": _ordered_range(_interval(0, 1, low_open=True)),
+    "ratio": _ordered_range(_interval(0, low_open=True)),
     "interpolation": _one_of(*CHOICES["interpolation"]),
     "auto_augment": _check_auto_augment,
     "re_prob": _PROBABILITY,
@@ -339,6 +361,8 @@ _NEEDS = (
 
 # Settings that cannot be combined: (key, other key, whether this config combines them, why).
 _CONFLICTS = (
+    ("skip_bad_images", "check_images", lambda cfg: cfg.skip_bad_images and not cfg.check_images,
+     "the bad files to skip are found by the image check"),
     ("repopt_search", "optimizer", lambda cfg: cfg.repopt_search and cfg.optimizer == "repopt",
      "the search trains the multi-branch search net with momentum or adamw and writes the scales that "
      "optimizer: repopt then uses on the plain net"),

@@ -1,13 +1,13 @@
 """Image transforms for training and evaluation, built from ``mindspore.dataset.vision`` operators.
 
 Two recipes, chosen by ``cfg.set``:
-- ImageNet-style folders: random-resized crop, flip, RandAugment/AutoAugment, ImageNet normalisation, CHW,
-  random erasing; eval resizes the shorter side to ``int(image_size / crop_pct)`` and centre-crops
-  ``image_size``. Crops and resizes run on PIL images, as torchvision's do: MindSpore's PIL path calls PIL's
-  resampling, which low-pass filters when it shrinks; its OpenCV path (numpy images) does not, and shrinking a
-  photo to a small ``image_size`` that way aliases badly (15/255 mean difference to PIL at 32 px, and a
-  top-1 several points lower than a torchvision pipeline on real photos). ``area`` stays on OpenCV's
-  ``INTER_AREA``, which PIL does not offer and which already averages when it shrinks.
+- ImageNet-style folders: random-resized crop (``scale``, ``ratio``), flip, RandAugment/AutoAugment, ImageNet
+  normalisation, CHW, random erasing; eval resizes the shorter side to ``int(image_size / crop_pct)`` and
+  centre-crops ``image_size``. Crops and resizes run on PIL images, as torchvision's do: MindSpore's PIL path
+  calls PIL's resampling, which low-pass filters when it shrinks; its OpenCV path (numpy images) does not,
+  and shrinking a photo to a small ``image_size`` that way aliases badly (15/255 mean difference to PIL at 32
+  px, and a top-1 several points lower than a torchvision pipeline on real photos). ``area`` stays on
+  OpenCV's ``INTER_AREA``, which PIL does not offer and which already averages when it shrinks.
 - CIFAR-100 and the demo set (32x32, seed 000): RandAugment/AutoAugment, 4-pixel padded random crop,
   flip, CIFAR-100 normalisation, CHW, random erasing; eval only normalises. Both resize to
   ``image_size`` when it is not 32.
@@ -127,9 +127,10 @@ def train_transforms(cfg: Config) -> list:
     else:
         augment = auto_augment_ops(cfg.auto_augment, interpolation, vision.AutoAugmentPolicy.IMAGENET,
                                    _mean_colour(cfg))
-        # torchvision's RandomResizedCrop: area share uniform in [0.08, 1], aspect ratio log-uniform in
-        # [3/4, 4/3], 10 attempts, then a centre crop (MindSpore's PIL path draws exactly so).
-        crop = vision.RandomResizedCrop(cfg.image_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+        # torchvision's RandomResizedCrop: area share uniform in ``scale`` (default [0.08, 1]), aspect ratio
+        # log-uniform in ``ratio`` (default [3/4, 4/3]), 10 attempts, then a centre crop (MindSpore's PIL path
+        # draws exactly so).
+        crop = vision.RandomResizedCrop(cfg.image_size, scale=cfg.scale, ratio=cfg.ratio,
                                         interpolation=interpolation)
         ops = [*_on_pil(cfg, [crop, vision.RandomHorizontalFlip()]), *augment]
     return [*ops, *_normalize_to_chw(cfg), *random_erasing_ops(cfg)]

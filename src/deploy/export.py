@@ -18,6 +18,7 @@ from mindspore import nn
 
 from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
+from src.device import device_available
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import has_multi_branch_blocks, repvgg_model_convert
@@ -28,6 +29,21 @@ FILE_FORMATS = ("MINDIR", "AIR", "ONNX")
 ONNX_INPUT_NAME = "data"
 ONNX_OUTPUT_NAME = "output"
 _SUFFIXES = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
+_AIR_NEEDS_ASCEND = ("AIR export needs an Ascend device (MindSpore builds AIR with the Ascend toolkit); "
+                     "use --file_format MINDIR or ONNX here, or export on an Ascend machine")
+
+
+def export_device(recipe_device: str, file_format: str) -> str:
+    """The device an export runs on: Ascend for AIR; the CPU for MINDIR and ONNX, whatever the recipe trains on,
+    since writing a graph needs no accelerator."""
+    if file_format.upper() == "AIR":
+        if not device_available("Ascend"):
+            raise UserError(_AIR_NEEDS_ASCEND)
+        return "Ascend"
+    if recipe_device != "CPU":
+        get_logger().info(f"exporting on the CPU: an export needs no accelerator (the recipe's device_target "
+                          f"{recipe_device} is not used)")
+    return "CPU"
 
 
 def _rename_onnx_io(model: onnx.ModelProto, dynamic_batch: bool) -> None:
@@ -51,8 +67,7 @@ def export_path(file_format: str, file_name: str | Path, dynamic_batch: bool = F
     if file_format not in FILE_FORMATS:
         raise UserError(f"file_format must be one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
     if file_format == "AIR" and ms.get_context("device_target") != "Ascend":
-        raise UserError("AIR export needs an Ascend device (MindSpore builds AIR with the Ascend toolkit); "
-                        "use --file_format MINDIR or ONNX here, or export on an Ascend machine")
+        raise UserError(_AIR_NEEDS_ASCEND)
     if dynamic_batch and file_format != "ONNX":
         raise UserError("--dynamic_batch is only supported for ONNX")
     suffix = _SUFFIXES[file_format]

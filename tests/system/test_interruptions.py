@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from conftest import ARCH, DEMO_CONFIG, EPOCHS, STEPS_PER_EPOCH, train_args
 
 from src.config import load_config
+from src.data import write_demo_imagefolder
 from src.engine.trainer import train
 from src.errors import UserError
 
@@ -144,3 +146,23 @@ def test_a_new_run_refuses_a_train_url_that_holds_another_run(tmp_path):
         train(cfg)
     assert earlier.read_bytes() == b"an earlier run"
     assert sorted(path.name for path in tmp_path.iterdir()) == [earlier.name]
+
+
+def test_a_job_killed_before_its_first_checkpoint_restarts_with_the_same_command_line(tmp_path):
+    """A preempted job is restarted with the same command line, --resume included, whatever it had written."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_demo_imagefolder(str(data), num_train_per_class=1, num_val_per_class=1)
+    args = [sys.executable, "train.py", "--config", str(DEMO_CONFIG), "--data_url", str(data), "--train_url",
+            str(out), "--epochs", "1", "--batch_size", "4", "--warmup_length", "0", "--resume"]
+    run = TrainProcess(args)
+    deadline = time.monotonic() + 300
+    while not (out / "config.yaml").is_file():  # written when training starts, before the first step
+        assert run.process.poll() is None and time.monotonic() < deadline, run.stderr[-3000:]
+        time.sleep(0.01)
+    run.process.kill()
+    assert run.finish() == -signal.SIGKILL
+    assert not list(out.glob("*.ckpt"))
+
+    restarted = run_to_end(args)
+    assert "no checkpoint in" in restarted.stderr and "starting a new run" in restarted.stderr
+    assert (out / f"{ARCH}-epoch0001.ckpt").is_file()
