@@ -14,6 +14,7 @@ import numpy as np
 from mindspore import nn
 
 from src.checkpoint import save_checkpoint_atomic
+from src.class_names import CHECKPOINT_KEY, checkpoint_entry
 from src.engine.train_step import BN_BACKUP_PREFIX, EMA_PREFIX
 from src.errors import UserError
 from src.logger import get_logger
@@ -124,7 +125,7 @@ def restore_train_step(train_step: nn.Cell, path: str | Path) -> RunPosition:
         raise UserError(f"{path} is not a training checkpoint (no {', '.join(missing_keys)}): "
                         "use --pretrained to start from its weights")
     state = {name: p for name, p in params.items()
-             if name not in RUN_STATE_KEYS and not name.endswith(_REBUILT_ON_RESUME)}
+             if name not in (*RUN_STATE_KEYS, CHECKPOINT_KEY) and not name.endswith(_REBUILT_ON_RESUME)}
     # Checkpoints store parameters under Parameter.name (e.g. "moments.<weight>"), not their Cell paths.
     expected = {p.name: p.shape for p in train_step.get_parameters() if _saved_in_checkpoint(p.name)
                 and not p.name.endswith(_REBUILT_ON_RESUME)}
@@ -157,12 +158,14 @@ class CheckpointKeeper:
     """Writes ``<arch>-epochNNNN.ckpt`` after each epoch, keeps the newest ``keep`` of them, and
     ``<arch>-best.ckpt`` for the best validation top-1. A run stopped mid-epoch by a signal leaves
     ``<arch>-interrupted.ckpt``, which the next epoch checkpoint replaces. Nothing non-finite is ever written.
+    Every checkpoint carries ``class_names`` when given (see ``src.class_names``).
     """
 
-    def __init__(self, folder: str | Path, arch: str, keep: int):
+    def __init__(self, folder: str | Path, arch: str, keep: int, class_names: list[str] | None = None):
         self.folder = Path(folder)
         self.arch = arch
         self.keep = keep
+        self.class_names = class_names
 
     def epoch_path(self, epoch: int) -> Path:
         return self.folder / f"{self.arch}-epoch{epoch:04d}.ckpt"
@@ -187,7 +190,8 @@ class CheckpointKeeper:
 
     def _write(self, train_step: nn.Cell, position: RunPosition, path: Path) -> Path:
         _require_finite(train_step, path)
-        run_state = {"epoch": position.epoch, "step": position.step, "best_top1": float(position.best_top1)}
+        run_state = {"epoch": position.epoch, "step": position.step, "best_top1": float(position.best_top1),
+                     **checkpoint_entry(self.class_names)}
         return save_checkpoint_atomic(train_step, path, append_dict=run_state, choice_func=_saved_in_checkpoint)
 
     def save(self, train_step: nn.Cell, position: RunPosition, is_best: bool) -> Path:

@@ -13,8 +13,9 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
+from src.class_names import CLASSES_FILE, write_classes_file
 from src.config import Config, save_config
-from src.data import create_dataset, data_folder, iterate_checked
+from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
 from src.engine.checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
@@ -126,7 +127,8 @@ class Trainer:
         # AMP changes the trained Cells in place (casts to float16); evaluation, conversion and export use
         # this float32 twin, into which the current (or EMA) weights are copied.
         self.eval_net = build_network(cfg)
-        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max)
+        self.class_names = dataset_class_names(cfg)
+        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max, self.class_names)
         self.logbook = Logbook(cfg.train_url, f"{self.net.arch} on {cfg.set}")
         self.position = RunPosition()
         self.stop = StopRequest(placement.distributed)
@@ -242,6 +244,7 @@ class Trainer:
         cfg = self.cfg
         if self.placement.is_main:
             save_config(cfg, Path(cfg.train_url) / "config.yaml")
+            write_classes_file(Path(cfg.train_url) / CLASSES_FILE, self.class_names)
             removed = self.keeper.remove_staging_files()
             if removed:
                 self.log.info(f"removed {removed} unfinished checkpoint file(s) of an interrupted earlier write")

@@ -10,10 +10,12 @@ from pathlib import Path
 import mindspore as ms
 
 from src.checkpoint import save_checkpoint_atomic, write_text_atomic
+from src.class_names import checkpoint_entry
 from src.cli import run_cli
 from src.config import load_config
-from src.data import create_dataset, data_folder, iterate_checked
+from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
 from src.deploy.export import export_network
+from src.deploy.model_info import onnx_metadata
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import calibration_batches, quantize_int8
 from src.engine.checkpoints import run_checkpoints
@@ -48,7 +50,8 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
 
     before = evaluate(train_net, validation())
     deploy_net = repvgg_model_convert(train_net)
-    save_checkpoint_atomic(deploy_net, out / f"{cfg.arch}-deploy.ckpt")
+    class_names = dataset_class_names(cfg)
+    save_checkpoint_atomic(deploy_net, out / f"{cfg.arch}-deploy.ckpt", append_dict=checkpoint_entry(class_names))
     after = evaluate(deploy_net, validation())
     batch = cfg.batch_size
     rows = [
@@ -57,7 +60,8 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
         {"network": "MindSpore deploy", "params_m": trainable_millions(deploy_net), "top1": after.top1,
          "img_per_s": images_per_second(deploy_net, batch, cfg.image_size)},
     ]
-    onnx_path = export_network(deploy_net, "ONNX", out / cfg.arch, 1, cfg.image_size, dynamic_batch=True)
+    onnx_path = export_network(deploy_net, "ONNX", out / cfg.arch, 1, cfg.image_size, dynamic_batch=True,
+                               metadata=onnx_metadata(cfg, class_names))
     int8_path = quantize_int8(onnx_path, out / f"{cfg.arch}.int8.onnx", calibration_batches(cfg, CALIBRATION_IMAGES))
     for name, path in (("ONNX Runtime fp32", onnx_path), ("ONNX Runtime int8 (QDQ)", int8_path)):
         result = evaluate_onnx(open_session(path), cfg, name)

@@ -2,7 +2,8 @@
 
     python -m src.tools.import_weights --arch RepVGG-A0 --input RepVGG-A0-train.pth --output a0.ckpt
 
-The train or deploy form is read off the keys and the number of classes off the classifier's shape.
+The train or deploy form is read off the keys and the number of classes off the classifier's shape. A
+1000-class checkpoint gets the ImageNet-1k class names (the label order of the official and timm weights).
 """
 
 import argparse
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from src.checkpoint import save_checkpoint_atomic
+from src.class_names import checkpoint_entry
 from src.cli import run_cli
+from src.data.known_classes import imagenet1k_classes
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import create_model
@@ -103,9 +106,12 @@ def import_weights(arch: str, input_path: str, output_path: str, num_classes: in
     num_classes = num_classes or infer_num_classes(state)
     net = create_model(arch, num_classes=num_classes, deploy=deploy)
     load_pytorch_weights(net, state)
-    written = save_checkpoint_atomic(net, output_path)
+    class_names = imagenet1k_classes() if num_classes == len(imagenet1k_classes()) else None
+    written = save_checkpoint_atomic(net, output_path, append_dict=checkpoint_entry(class_names))
     form = "deploy" if deploy else "train"
-    get_logger().info(f"wrote {written} ({net.arch}, {form} form, {num_classes} classes, {len(state)} tensors)")
+    names = ", ImageNet-1k class names" if class_names else ""
+    get_logger().info(f"wrote {written} ({net.arch}, {form} form, {num_classes} classes{names}, "
+                      f"{len(state)} tensors)")
     return written
 
 
