@@ -17,6 +17,7 @@ import mindspore as ms
 
 from src.checkpoint import write_text_atomic
 from src.errors import UserError
+from src.logger import get_logger
 
 CHECKPOINT_KEY = "class_names"
 ONNX_METADATA_KEY = "class_names"
@@ -91,6 +92,23 @@ def difference(model_names: Sequence[str], other_names: Sequence[str]) -> str | 
         return f"{len(model_names)} classes against {len(other_names)}"
     index = next(i for i, (a, b) in enumerate(zip(model_names, other_names, strict=True)) if a != b)
     return f"class {index} is {model_names[index]!r} against {other_names[index]!r}"
+
+
+def warn_if_classes_differ(model_names: Sequence[str] | None, data_names: Sequence[str] | None, data: str) -> bool:
+    """One warning line when the model's classes are not those of ``data`` (e.g. "the class folders of X");
+    nothing to compare when either list is unknown. Returns whether they differ."""
+    differs = difference(model_names, data_names) if model_names and data_names else None
+    if differs:
+        get_logger().warning(f"warning: the model's classes differ from {data} ({differs})")
+    return differs is not None
+
+
+def summary(names: Sequence[str] | None, shown: int = 10) -> str:
+    """``8 classes: checkerboard, circle, ...`` for a log line."""
+    if not names:
+        return "no class names"
+    listed = ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+    return f"{len(names)} classes: {listed}"
 
 
 def label_name(names: Sequence[str] | None, index: int) -> str:

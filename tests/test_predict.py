@@ -15,13 +15,12 @@ import pytest
 from conftest import write_image_folder
 
 from src.checkpoint import save_checkpoint_atomic
-from src.class_names import checkpoint_entry, read_checkpoint_class_names, read_classes_file, sidecar_path
+from src.class_names import checkpoint_entry, read_classes_file, sidecar_path
 from src.cli import run_cli
 from src.config import load_config
 from src.data.folders import image_files
 from src.data.transforms import preprocess_image
 from src.models import create_model
-from src.tools.predict import warn_on_other_classes
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH = "RepVGG-A0-cifar"
@@ -99,23 +98,30 @@ def test_checkpoint_predictions_show_names_and_probabilities(checkpoint_run):
     assert "warning" not in result.stderr  # the folder's classes are the model's
 
 
-def test_onnx_and_mindir_exports_predict_what_the_checkpoint_does(workspace, checkpoint_run):
-    _, expected = checkpoint_run
+@pytest.fixture(scope="module")
+def exported(workspace) -> dict[str, Path]:
     for file_format in ("ONNX", "MINDIR"):
-        exported = run_script("export.py", "--config", "tiny.yaml", "--pretrained", "model.ckpt", "--file_format",
-                              file_format, "--file_name", "exported/m", cwd=workspace)
-        assert exported.returncode == 0, exported.stderr[-3000:]
-    onnx_file, mindir_file = workspace / "exported" / "m.onnx", workspace / "exported" / "m.mindir"
-    metadata = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
-    assert json.loads(metadata["class_names"]) == CLASSES
-    assert read_classes_file(sidecar_path(mindir_file)) == CLASSES
+        result = run_script("export.py", "--config", "tiny.yaml", "--pretrained", "model.ckpt", "--file_format",
+                            file_format, "--file_name", "exported/m", cwd=workspace)
+        assert result.returncode == 0, result.stderr[-3000:]
+    return {"onnx": workspace / "exported" / "m.onnx", "mindir": workspace / "exported" / "m.mindir"}
 
+
+def test_exports_carry_the_class_names(exported):
+    metadata = {p.key: p.value for p in onnx.load(str(exported["onnx"])).metadata_props}
+    assert json.loads(metadata["class_names"]) == CLASSES
+    assert json.loads(metadata["preprocessing"])["image_size"] == 32
+    assert read_classes_file(sidecar_path(exported["mindir"])) == CLASSES
+
+
+def test_onnx_and_mindir_exports_predict_what_the_checkpoint_does(workspace, exported, checkpoint_run):
+    _, expected = checkpoint_run
     # ONNX without --config: the preprocessing recorded at export applies.
-    from_onnx = run_script("predict.py", "data/val/*/*.jpg", "--model", str(onnx_file), "--top_k", "3",
+    from_onnx = run_script("predict.py", "data/val/*/*.jpg", "--model", str(exported["onnx"]), "--top_k", "3",
                            "--output", "out/onnx.csv", cwd=workspace)
     assert from_onnx.returncode == 0, from_onnx.stderr[-3000:]
     rows = list(csv.DictReader((workspace / "out" / "onnx.csv").open()))
-    from_mindir = run_script("predict.py", "data/val", "--model", str(mindir_file), "--config", "tiny.yaml",
+    from_mindir = run_script("predict.py", "data/val", "--model", str(exported["mindir"]), "--config", "tiny.yaml",
                              "--top_k", "3", "--output", "out/mindir.json", cwd=workspace)
     assert from_mindir.returncode == 0, from_mindir.stderr[-3000:]
     mindir_predictions = json.loads((workspace / "out" / "mindir.json").read_text())["predictions"]
@@ -125,6 +131,20 @@ def test_onnx_and_mindir_exports_predict_what_the_checkpoint_does(workspace, che
     probabilities = {p["image"]: p["top_k"][0]["probability"] for p in expected}
     for row in rows:
         assert float(row["top1_probability"]) == pytest.approx(probabilities[row["image"]], abs=1e-4)
+
+
+def test_infer_onnx_uses_the_recorded_preprocessing_and_warns_on_other_classes(workspace, exported):
+    others = workspace / "others"
+    for split in ("train", "val"):
+        for source, name in zip(CLASSES, ("cat", "dog", "fox"), strict=True):
+            shutil.copytree(workspace / "data" / split / source, others / split / name)
+    result = run_script("infer_onnx.py", "--onnx_path", str(exported["onnx"]), "--dataset_path", str(others),
+                        "--result_json", "out/infer.json", cwd=workspace)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3 classes: cat, dog, emu; preprocessing of the export" in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "class 2 is 'emu' against 'fox'" in warnings[0]
+    assert json.loads((workspace / "out" / "infer.json").read_text())["images"] == 18
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -162,25 +182,3 @@ def test_bad_input_found_by_the_model_is_one_line_and_exit_code_2(workspace, cas
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: ") and "Traceback" not in result.stderr
     assert ("unreadable image" in error) if case == "unreadable image" else ("does not fit RepVGG-A0-cifar" in error)
-
-
-def test_a_folder_with_other_class_folders_gets_one_warning_line(tmp_path, caplog):
-    for name in ("cat", "dog", "fox"):
-        (tmp_path / name).mkdir()
-    warn_on_other_classes(CLASSES, [str(tmp_path)])
-    warn_on_other_classes(["cat", "dog", "fox"], [str(tmp_path)])
-    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
-    assert len(warnings) == 1
-    assert "class 2 is 'emu' against 'fox'" in warnings[0]
-
-
-def test_checkpoints_carry_class_names_that_survive_copying_alone(tmp_path):
-    names = ["tabby cat", "chien", "émeu"]
-    written = save_checkpoint_atomic(create_model(ARCH, num_classes=3), tmp_path / "a" / "m.ckpt",
-                                     append_dict=checkpoint_entry(names))
-    copy = tmp_path / "b" / "copy.ckpt"
-    copy.parent.mkdir()
-    copy.write_bytes(written.read_bytes())
-    assert read_checkpoint_class_names(copy) == names
-    plain = save_checkpoint_atomic(create_model(ARCH, num_classes=3), tmp_path / "plain.ckpt")
-    assert read_checkpoint_class_names(plain) is None

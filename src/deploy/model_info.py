@@ -7,11 +7,20 @@ ONNX files hold two ``metadata_props`` entries, both JSON:
 MINDIR and AIR files cannot hold either: their class names go to ``<name>.classes.txt`` beside them.
 """
 
-import dataclasses
 import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from src.class_names import ONNX_METADATA_KEY, decode_class_names, encode_class_names
+import onnx
+
+from src.class_names import (
+    ONNX_METADATA_KEY,
+    decode_class_names,
+    encode_class_names,
+    read_classes_file,
+    sidecar_path,
+)
 from src.config import Config
 from src.errors import UserError
 
@@ -32,8 +41,23 @@ def metadata_class_names(metadata: Mapping[str, str], where: str) -> list[str] |
     return None if text is None else decode_class_names(text, where)
 
 
-def metadata_preprocessing(metadata: Mapping[str, str], where: str) -> Config | None:
-    """A Config whose evaluation preprocessing is the one recorded at export, or None when none was."""
+def exported_class_names(model_path: str | os.PathLike) -> list[str] | None:
+    """The class names an exported model carries: ONNX metadata, or ``<name>.classes.txt`` beside a MINDIR/AIR."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise UserError(f"model not found: {path}")
+    if path.suffix.lower() == ".onnx":
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:  # protobuf's DecodeError and friends for a file that is not ONNX
+            raise UserError(f"cannot read {path} as an ONNX model: {str(error).splitlines()[0]}") from error
+        return metadata_class_names({p.key: p.value for p in model.metadata_props}, str(path))
+    names_file = sidecar_path(path)
+    return read_classes_file(names_file) if names_file.is_file() else None
+
+
+def recorded_preprocessing(metadata: Mapping[str, str], where: str) -> dict[str, object] | None:
+    """The recipe keys of the evaluation preprocessing recorded at export (config overrides), or None."""
     text = metadata.get(PREPROCESSING_KEY)
     if text is None:
         return None
@@ -46,4 +70,4 @@ def metadata_preprocessing(metadata: Mapping[str, str], where: str) -> Config | 
          if not isinstance(values.get(key), kind) or isinstance(values.get(key), bool)), None)
     if wrong:
         raise UserError(f"{where}: the recorded preprocessing is unusable ({wrong}); give --config")
-    return dataclasses.replace(Config(), **{key: values[key] for key in _PREPROCESSING_TYPES})
+    return {key: values[key] for key in _PREPROCESSING_TYPES}

@@ -23,11 +23,11 @@ import numpy as np
 from mindspore import nn
 
 from src.checkpoint import check_writable_folder, write_text_atomic
-from src.class_names import difference, label_name, read_checkpoint_class_names, read_classes_file, sidecar_path
+from src.class_names import label_name, read_checkpoint_class_names, warn_if_classes_differ
 from src.config import Config, load_config
 from src.data.folders import IMAGE_EXTENSIONS, class_names, folder_class_names, image_files
 from src.data.transforms import preprocess_image
-from src.deploy.model_info import metadata_class_names, metadata_preprocessing
+from src.deploy.model_info import exported_class_names, metadata_class_names, recorded_preprocessing
 from src.deploy.onnx_runtime import open_session, run_batches
 from src.device import setup_device
 from src.engine.checkpoints import load_network
@@ -81,9 +81,11 @@ def open_checkpoint(path: Path, config: str | None, device_target: str) -> Class
 
 
 def _onnx_preprocessing(session, path: Path, metadata: dict, config: str | None) -> Config:
-    cfg = _recipe(config, path, "CPU") if config else metadata_preprocessing(metadata, str(path))
-    if cfg is not None:
-        return cfg
+    if config:
+        return _recipe(config, path, "CPU")
+    recorded = recorded_preprocessing(metadata, str(path))
+    if recorded is not None:
+        return dataclasses.replace(Config(), **recorded)
     side = session.get_inputs()[0].shape[-1]
     if not isinstance(side, int):
         raise UserError(f"{path} records no preprocessing and has no fixed input size: give --config, the recipe "
@@ -116,9 +118,7 @@ def open_mindir(path: Path, config: str | None, device_target: str) -> Classifie
         graph = nn.GraphCell(ms.load(str(path)))
     except (RuntimeError, ValueError) as error:
         raise UserError(f"cannot load {path} as a MINDIR model: {str(error).splitlines()[0]}") from error
-    names_file = sidecar_path(path)
-    names = read_classes_file(names_file) if names_file.is_file() else None
-    return Classifier(f"{path} (MindSpore MINDIR)", cfg, names, _logits_of(graph))
+    return Classifier(f"{path} (MindSpore MINDIR)", cfg, exported_class_names(path), _logits_of(graph))
 
 
 def open_classifier(checkpoint: str | None, model: str | None, config: str | None, device_target: str
@@ -170,13 +170,7 @@ def _folder_classes(folder: str) -> list[str]:
 def warn_on_other_classes(model_names: list[str] | None, folders: Sequence[str]) -> None:
     """One line per folder whose class sub-folders are not the model's classes."""
     for folder in folders:
-        classes = _folder_classes(folder)
-        if not model_names or not classes:
-            continue
-        differs = difference(model_names, classes)
-        if differs:
-            get_logger().warning(f"warning: the model's classes differ from the class folders of {folder} "
-                                 f"({differs})")
+        warn_if_classes_differ(model_names, _folder_classes(folder), f"the class folders of {folder}")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
