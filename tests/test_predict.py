@@ -155,6 +155,8 @@ def test_infer_onnx_uses_the_recorded_preprocessing_and_warns_on_other_classes(w
     (["data/val", "--model", "model.ckpt"], "--pretrained"),
     (["data/val", "--model", "absent.onnx"], "ONNX model not found"),
     (["data/val", "--pretrained", "model.ckpt"], "--config is required"),
+    (["data/val", "--pretrained", "absent.ckpt", "--config", "tiny.yaml"], "checkpoint not found: absent.ckpt"),
+    (["data/val", "--model", "absent.mindir", "--config", "tiny.yaml"], "MINDIR model not found"),
 ])
 def test_bad_input_before_the_model_loads_is_one_line_and_exit_code_2(workspace, args, message, capsys,
                                                                       monkeypatch):

@@ -69,6 +69,8 @@ def _recipe(config: str | None, model_path: Path, device_target: str) -> Config 
 
 
 def open_checkpoint(path: Path, config: str | None, device_target: str) -> Classifier:
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
     cfg = _recipe(config, path, device_target)
     if cfg is None:
         raise UserError(f"--config is required for {path}: the recipe it was trained with (no {RUN_CONFIG} of "
@@ -108,12 +110,12 @@ def open_onnx(path: Path, config: str | None, device_target: str) -> Classifier:
 
 
 def open_mindir(path: Path, config: str | None, device_target: str) -> Classifier:
+    if not path.is_file():
+        raise UserError(f"MINDIR model not found: {path}")
     cfg = _recipe(config, path, device_target)
     if cfg is None:
         raise UserError(f"--config is required for {path}: the recipe it was exported with")
     setup_device(cfg)
-    if not path.is_file():
-        raise UserError(f"MINDIR model not found: {path}")
     try:
         graph = nn.GraphCell(ms.load(str(path)))
     except (RuntimeError, ValueError) as error:
