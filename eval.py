@@ -6,7 +6,7 @@ import argparse
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
-from src.engine.evaluation_run import run_evaluation
+from src.engine.evaluation import run_evaluation
 
 
 def main(argv: list[str] | None = None) -> int:

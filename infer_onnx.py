@@ -2,11 +2,10 @@
 python infer_onnx.py --onnx_path model.onnx --dataset_path ./dataset --device_target CPU [--config CFG]"""
 
 import argparse
-import json
 from pathlib import Path
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.checkpoint import check_writable_folder, write_text_atomic
+from src.atomic_files import check_writable_folder
 from src.class_names import summary, warn_if_classes_differ
 from src.cli import run_cli
 from src.config import load_config
@@ -14,6 +13,7 @@ from src.data import dataset_class_names
 from src.deploy.model_info import metadata_class_names, recorded_preprocessing
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.logger import get_logger
+from src.metrics import report_metrics
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "src" / "configs" / "RepVGG-A0.yaml"
 
@@ -47,12 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate_onnx(session, cfg)  # checks the data set first, so it is read for its classes after
     warn_if_classes_differ(model_classes, dataset_class_names(cfg), f"the classes of {args.dataset_path}")
     accuracy = result.accuracy
-    print(f"top-1 accuracy: {accuracy.top1 / 100:.5f}\ntop-5 accuracy: {accuracy.top5 / 100:.5f}\n"
-          f"images: {accuracy.images}, latency {result.latency_ms:.3f} ms/img, {result.images_per_second:.1f} img/s "
-          f"(batch {args.batch_size}, {args.device_target})")
     record = {"onnx": str(args.onnx_path), **accuracy.as_dict(), "latency_ms": result.latency_ms}
-    write_text_atomic(target, json.dumps(record, indent=2) + "\n")
-    get_logger().info(f"metrics written to {target}")
+    report_metrics(accuracy, record, target,
+                   speed=f"images: {accuracy.images}, latency {result.latency_ms:.3f} ms/img, "
+                         f"{result.images_per_second:.1f} img/s (batch {args.batch_size}, {args.device_target})")
     return 0
 
 

@@ -3,18 +3,16 @@ python postprocess.py --result_path DIR --label_path OUT/labels.json [--model MO
 [--result_json PATH]"""
 
 import argparse
-import json
 import os
 
-import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.checkpoint import write_text_atomic
 from src.class_names import summary, warn_if_classes_differ
 from src.cli import run_cli
 from src.deploy.binfiles import read_label_file
 from src.deploy.model_info import exported_class_names
-from src.deploy.offline_eval import score_results
+from src.deploy.result_scoring import score_results
 from src.errors import UserError
 from src.logger import get_logger
+from src.metrics import report_metrics
 
 RESULT_JSON = "accuracy.json"
 
@@ -41,12 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         warn_if_classes_differ(model_classes, data_classes, f"the classes in {args.label_path}")
     else:
         get_logger().info(f"{args.label_path}: {summary(data_classes)}")
-    print(f"Top1 acc: {result.top1 / 100:.5f}\nTop5 acc: {result.top5 / 100:.5f}")
     target = args.result_json or os.path.join(args.result_path, RESULT_JSON)
     record = {"result_path": args.result_path, "label_path": args.label_path, "images": result.images,
-              "top1": result.top1 / 100, "top5": result.top5 / 100, "loss": result.loss}
-    write_text_atomic(target, json.dumps(record, indent=2) + "\n")
-    get_logger().info(f"{result.images} images; metrics written to {target}")
+              "top1": result.top1, "top5": result.top5, "loss": result.loss}
+    report_metrics(result, record, target)
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
 from src.cli import run_cli
-from src.tools.predict import run_prediction
+from src.deploy.predict import run_prediction
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
 import argparse
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.checkpoint import check_writable_folder
+from src.atomic_files import check_writable_folder
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
 from src.engine.trainer import RESUME_LATEST, train

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.machine import cpu_flags, cpuinfo_field
-from src.engine.timing import time_repeats
+from src.timing import time_repeats
 
 CPUFREQ_MAX = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
 

@@ -37,10 +37,10 @@ from src.deploy.export import export_network
 from src.deploy.lite import convert_onnx_to_mindir, lite_venv
 from src.deploy.onnx_runtime import open_session
 from src.deploy.quantize import quantize_int8
-from src.engine.speed import inference_timing
-from src.engine.timing import Timing, time_repeats
 from src.models import create_model, repvgg_model_convert
 from src.models.repvgg import VGGStages
+from src.timing import Timing, time_repeats
+from src.tools.throughput import inference_timing
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "ascend310_infer" / "out" / "main"

@@ -32,9 +32,9 @@ from src.config import Config, load_config
 from src.deploy.export import export_network
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import calibration_batches, quantize_int8
-from src.engine.checkpoints import load_network
 from src.engine.trainer import train
 from src.models import has_multi_branch_blocks, repvgg_model_convert
+from src.models.from_checkpoint import load_network
 from src.models.repvgg import VGGStages
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "configs" / "demo.yaml"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from src.engine.timing import Timing
+from src.timing import Timing
 
 # A training step costs about three forward passes: the forward, and a backward that computes gradients for
 # both the activations and the weights (each as costly as the forward).

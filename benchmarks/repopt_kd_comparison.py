@@ -32,13 +32,10 @@ from src.engine.logbook import Logbook
 from src.engine.networks import searched_scales_path
 from src.engine.trainer import train
 from src.models import has_multi_branch_blocks, repvgg_model_convert
+from src.models.parameters import trainable_millions
 from src.models.repopt import RepOptSearchNet, merge_search_net
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "configs"
-
-
-def millions(net: nn.Cell) -> float:
-    return sum(p.size for p in net.trainable_params()) / 1e6
 
 
 def deployed(net: nn.Cell) -> nn.Cell:
@@ -57,8 +54,8 @@ def run(method: str, cfg: Config) -> dict:
     last_epoch = Logbook(cfg.train_url, "").rows()[-1]
     row = {"method": method, "network": result.network.arch, "epochs": cfg.epochs,
            "top1": f"{result.last_eval.top1:.2f}", "train_img_per_s": last_epoch["img_per_s"],
-           "train_params_m": f"{millions(result.network):.3f}",
-           "deploy_params_m": f"{millions(deployed(result.network)):.3f}", "minutes": f"{minutes:.1f}",
+           "train_params_m": f"{trainable_millions(result.network):.3f}",
+           "deploy_params_m": f"{trainable_millions(deployed(result.network)):.3f}", "minutes": f"{minutes:.1f}",
            "load_avg_at_start": f"{load:.1f}", "cpu": cpu_model()}
     print(f"{method}: top-1 {row['top1']}%, {row['train_img_per_s']} img/s, {minutes:.1f} min", flush=True)
     return row

@@ -39,8 +39,9 @@ from benchmarks.report_markdown import ReportInputs, render_report
 from benchmarks.results_csv import write_rows
 from benchmarks.targets import check_targets
 from benchmarks.train_throughput import measure_training
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_text_atomic
 from src.models import create_model, repvgg_model_convert
+from src.models.parameters import trainable_millions
 
 PUBLISHED_SIZE = 224
 
@@ -58,7 +59,7 @@ class Stages:
 
 
 def millions(net: nn.Cell) -> str:
-    return f"{sum(p.size for p in net.trainable_params()) / 1e6:.2f}"
+    return f"{trainable_millions(net):.2f}"
 
 
 def complexity_row(arch: str, image_size: int) -> dict:

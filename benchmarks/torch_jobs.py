@@ -17,9 +17,9 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.cpu_speed_guard import environment_without_guard
-from src.engine.timing import Timing
 from src.models import RepVGGBlock
 from src.models.repvgg import VGGStages
+from src.timing import Timing
 
 REPO = Path(__file__).resolve().parents[1]
 # Names shared with benchmarks.torch_repvgg, kept as literals so this module does not import torch.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.engine.timing import time_repeats
+from src.timing import time_repeats
 
 # Names in the job's array file that are not weights: MindSpore's input and output for the agreement check.
 CHECK_INPUT, CHECK_OUTPUT = "check.input", "check.output"

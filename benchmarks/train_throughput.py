@@ -31,9 +31,9 @@ from benchmarks.torch_jobs import torch_installed, torch_train_step_timings
 from src.config import Config
 from src.engine.amp import apply_amp
 from src.engine.optimizer import build_optimizer
-from src.engine.timing import Timing, time_repeats
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.models import create_model
+from src.timing import Timing, time_repeats
 
 NUM_CLASSES = 100
 STRUCTURE = "train step"

@@ -2,7 +2,7 @@
 # Offline inference with the C++ harness (seed 001's Ascend 310 flow): build ascend310_infer/, preprocess the
 # data set to .bin files, run the harness, score its results. Outputs go to the current directory:
 #   preprocess_Result/ (00_data/*.bin, labels.json), result_Files/ (*_0.bin, accuracy.json),
-#   build.log, preprocess.log, infer.log, acc.log (Top1/Top5 and the mean latency).
+#   build.log, preprocess.log, infer.log, acc.log (top-1/top-5 in percent and the mean latency).
 #
 # Usage: bash scripts/run_infer_310.sh MINDIR_PATH DATASET_NAME DATASET_PATH [DEVICE_ID]
 #   DATASET_NAME  imagenet2012 (alias imagenet; preprocessing of src/configs/RepVGG-A0.yaml: 224 px) or demo
@@ -108,4 +108,4 @@ run_step "postprocess" acc.log \
     "$python" "$repo/postprocess.py" --result_path ./result_Files \
     --label_path ./preprocess_Result/labels.json --model "$exported"
 grep "mean latency" infer.log >>acc.log
-grep -E "^(Top1|Top5) acc|mean latency" acc.log
+grep -E "^top-[15] accuracy|mean latency" acc.log

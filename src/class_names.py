@@ -1,9 +1,11 @@
 """Class names that travel with a model, so that label ``i`` can be shown as a name wherever the model goes.
 
+Standard library only, so that scripts which never load MindSpore (postprocess.py) can show names.
+
 Where they live (index ``i`` is label ``i``):
 - a run's ``train_url``: ``classes.txt``, one name per line;
 - every checkpoint we write: the string entry ``class_names`` (a JSON array), which MindSpore keeps inside the
-  ``.ckpt`` file, so a checkpoint copied alone still has them;
+  ``.ckpt`` file, so a checkpoint copied alone still has them (written and read by ``src.checkpoint_files``);
 - an exported ONNX file: the metadata property ``class_names`` (a JSON array);
 - an exported MINDIR or AIR file: ``<name>.classes.txt`` beside ``<name>.mindir``, one name per line.
 """
@@ -13,9 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import mindspore as ms
-
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_text_atomic
 from src.errors import UserError
 from src.logger import get_logger
 
@@ -61,27 +61,6 @@ def sidecar_path(model_path: str | os.PathLike) -> Path:
     """``<name>.classes.txt`` beside an exported ``<name>.mindir`` / ``<name>.air``."""
     path = Path(model_path)
     return path.with_name(path.stem + SIDECAR_SUFFIX)
-
-
-def checkpoint_entry(names: Sequence[str] | None) -> dict[str, str]:
-    """The ``append_dict`` entry that stores ``names`` in a checkpoint (nothing when there are none)."""
-    return {CHECKPOINT_KEY: encode_class_names(names)} if names else {}
-
-
-def checkpoint_class_names(params: dict, where: str) -> list[str] | None:
-    """The class names stored in a loaded checkpoint (``mindspore.load_checkpoint``), None when it has none."""
-    text = params.get(CHECKPOINT_KEY)
-    return decode_class_names(text, where) if isinstance(text, str) else None
-
-
-def read_checkpoint_class_names(path: str | os.PathLike) -> list[str] | None:
-    """The class names inside the checkpoint file at ``path`` (None when it has none or cannot be read: the
-    loader of its weights reports a damaged file)."""
-    try:
-        params = ms.load_checkpoint(os.fspath(path), choice_func=lambda name: name == CHECKPOINT_KEY)
-    except (RuntimeError, ValueError, OSError):
-        return None  # MindSpore raises ValueError when nothing matched the choice
-    return checkpoint_class_names(params, str(path))
 
 
 def difference(model_names: Sequence[str], other_names: Sequence[str]) -> str | None:

@@ -1,15 +1,24 @@
-"""Shared test setup. ``import src`` comes first so the CPU speed guard runs before MindSpore loads."""
+"""Shared test setup. ``import src`` comes first so the CPU speed guard runs before MindSpore loads.
+
+Helpers used across tiers, and the expensive runs shared by the system tests (session-scoped, so built only
+when a test asks): one uninterrupted training run of train.py, the reference that resumed and interrupted runs
+must reproduce exactly."""
 
 # isort: off
 import src  # noqa: F401  (side effect: ONEDNN_MAX_CPU_ISA guard)
 
 # isort: on
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import mindspore as ms
 import numpy as np
 import pytest
 from PIL import Image
+
+from src.data import write_demo_imagefolder
 
 ms.set_device("CPU")
 ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -60,3 +69,36 @@ def truncated_jpeg(path) -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# ----- the shared training run (system tests) -----
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
+ARCH = "RepVGG-A0-cifar"
+EPOCHS = 2
+STEPS_PER_EPOCH = 48  # 8 classes x 24 images, batch 4: long enough for a signal to land inside an epoch
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    write_demo_imagefolder(str(root), num_train_per_class=24, num_val_per_class=2)
+    return root
+
+
+def train_args(data: Path, out: Path, *extra: str, epochs: int = EPOCHS) -> list[str]:
+    """train.py on the demo data, EMA on, no evaluation: the run the straight reference makes."""
+    return [sys.executable, "train.py", "--config", str(DEMO_CONFIG), "--data_url", str(data), "--train_url",
+            str(out), "--epochs", str(epochs), "--batch_size", "4", "--warmup_length", "1", "--amp_level", "O0",
+            "--with_ema", "true", "--ema_decay", "0.9", "--eval_every", "0", *extra]
+
+
+@pytest.fixture(scope="session")
+def straight_run(demo_data, tmp_path_factory) -> Path:
+    """The train_url of ``train_args`` run to the end without interruption."""
+    out = tmp_path_factory.mktemp("straight")
+    completed = subprocess.run(train_args(demo_data, out), cwd=REPO, capture_output=True, text=True, timeout=900,
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return out

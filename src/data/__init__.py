@@ -7,7 +7,7 @@ from src.data.checked import (
     reported_image_errors,
 )
 from src.data.datasets import SPLITS, create_dataset, data_folder, dataset_class_names, dataset_num_classes
-from src.data.demo import DEMO_CLASSES, generate_demo_split, write_demo_imagefolder
+from src.data.demo_dataset import DEMO_CLASSES, generate_demo_split, write_demo_imagefolder
 from src.data.transforms import (
     CIFAR_MEAN,
     CIFAR_STD,

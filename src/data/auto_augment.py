@@ -1,6 +1,6 @@
 """The ``auto_augment`` config key -> MindSpore RandAugment / AutoAugment operators.
 
-Accepted values (parsed and checked by ``src.config.parse_rand_augment``): ``None`` (off), ``"autoaug"`` (the
+Accepted values (parsed and checked by ``src.rand_augment_spec``): ``None`` (off), ``"autoaug"`` (the
 AutoAugment policy of the data set family) or a timm RandAugment string ``rand-m<magnitude>[-n<ops>][-mstd<std>]
 [-inc1]`` such as ``rand-m9-mstd0.5-inc1``.
 
@@ -17,8 +17,8 @@ from statistics import NormalDist
 
 from mindspore.dataset import transforms, vision
 
-from src.config import AUTOAUGMENT, RandAugmentSpec, parse_rand_augment
-from src.config import MAX_RAND_AUGMENT_MAGNITUDE as MAX_MAGNITUDE
+from src.rand_augment_spec import AUTOAUGMENT, RandAugmentSpec, parse_rand_augment
+from src.rand_augment_spec import MAX_RAND_AUGMENT_MAGNITUDE as MAX_MAGNITUDE
 
 _MAGNITUDE_BINS = 101
 _MSTD_LEVELS = 9

@@ -19,7 +19,7 @@ import mindspore.dataset as ds
 from mindspore.dataset import transforms
 
 from src.config import Config
-from src.data.demo import DEMO_CLASSES, write_demo_imagefolder
+from src.data.demo_dataset import DEMO_CLASSES, write_demo_imagefolder
 from src.data.folders import (
     EXTENSION_VARIANTS,
     check_data_url,
@@ -34,7 +34,6 @@ from src.data.transforms import (
     eval_transforms,
     train_reads_encoded_images,
     train_transforms,
-    uses_small_image_recipe,
 )
 from src.errors import UserError
 from src.logger import get_logger
@@ -54,7 +53,6 @@ def data_folder(cfg: Config, split: str) -> str:
 
 def dataset_num_classes(cfg: Config) -> int:
     """Classes in the configured data set: class folders for image folders, 100 for CIFAR100, 8 for demo."""
-    uses_small_image_recipe(cfg)  # rejects an unknown ``set``
     if cfg.set == "CIFAR100":
         return CIFAR100_CLASSES
     if cfg.set == "demo":
@@ -65,7 +63,6 @@ def dataset_num_classes(cfg: Config) -> int:
 def dataset_class_names(cfg: Config) -> list[str]:
     """Names of the configured data set's classes in label order: the class folders of an image folder,
     CIFAR-100's fine labels, the demo set's shapes."""
-    uses_small_image_recipe(cfg)  # rejects an unknown ``set``
     if cfg.set == "CIFAR100":
         return list(cifar100_classes())
     if cfg.set == "demo":

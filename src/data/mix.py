@@ -18,7 +18,6 @@ import numpy as np
 from mindspore.dataset import vision
 
 from src.config import Config
-from src.errors import UserError
 
 BatchOp = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -45,12 +44,10 @@ class BatchMix:
 
 
 def batch_mix(cfg: Config) -> BatchMix | None:
-    """The batch mixer the config asks for, or None when MixUp and CutMix are both off."""
+    """The batch mixer the config asks for, or None when MixUp and CutMix are both off. MixUpBatch mixes whole
+    batches, the only ``mixup_mode`` a Config accepts."""
     if (cfg.mix_up <= 0 and cfg.cutmix <= 0) or cfg.mixup_prob <= 0:
         return None
-    if cfg.mixup_mode != "batch":
-        raise UserError(f"mixup_mode: {cfg.mixup_mode!r} is not supported; MindSpore's MixUpBatch mixes "
-                        f"whole batches ('batch')")
     mixup = vision.MixUpBatch(float(cfg.mix_up)) if cfg.mix_up > 0 else None
     cutmix = vision.CutMixBatch(vision.ImageBatchFormat.NCHW, float(cfg.cutmix)) if cfg.cutmix > 0 else None
     # Seeded from the data set seed so that ds.config.set_seed makes the choices repeatable.

@@ -30,7 +30,7 @@ CIFAR_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR_STD = (0.2675, 0.2565, 0.2761)
 SMALL_IMAGE_SIZE = 32                   # CIFAR-100 and demo images are stored at 32x32
 SMALL_IMAGE_SETS = ("CIFAR100", "demo")
-DATA_SETS = ("ImageNet", *SMALL_IMAGE_SETS)
+# One operator per name of CHOICES["interpolation"] in src.config.
 INTERPOLATIONS = {
     "bilinear": vision.Inter.BILINEAR,
     "bicubic": vision.Inter.BICUBIC,
@@ -44,15 +44,7 @@ _ERASE_RATIO = (0.3, 3.3)
 
 def uses_small_image_recipe(cfg: Config) -> bool:
     """True for the 32x32 CIFAR-style recipe (CIFAR100, demo), False for ImageNet-style folders."""
-    if cfg.set not in DATA_SETS:
-        raise UserError(f"set: unknown data set {cfg.set!r} (choose from {', '.join(DATA_SETS)})")
     return cfg.set in SMALL_IMAGE_SETS
-
-
-def interpolation_mode(name: str) -> vision.Inter:
-    if name not in INTERPOLATIONS:
-        raise UserError(f"interpolation: unknown mode {name!r} (choose from {', '.join(INTERPOLATIONS)})")
-    return INTERPOLATIONS[name]
 
 
 def _statistics(cfg: Config) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -83,6 +75,11 @@ class _ChannelRandomErasing(vision.RandomErasing):
         return super()._execute_py(np_img)
 
 
+# One (operator, fill) per name of CHOICES["re_mode"] in src.config.
+ERASING_MODES = {"const": (vision.RandomErasing, 0), "rand": (_ChannelRandomErasing, 0),
+                 "pixel": (vision.RandomErasing, "random")}
+
+
 def random_erasing_ops(cfg: Config) -> list:
     """Random erasing on normalised CHW float images, as timm's ``RandomErasing(re_prob, re_mode, re_count)``.
 
@@ -92,13 +89,7 @@ def random_erasing_ops(cfg: Config) -> list:
     """
     if cfg.re_prob <= 0:
         return []
-    modes = {"const": (vision.RandomErasing, 0), "rand": (_ChannelRandomErasing, 0),
-             "pixel": (vision.RandomErasing, "random")}
-    if cfg.re_mode not in modes:
-        raise UserError(f"re_mode: unknown mode {cfg.re_mode!r} (choose from {', '.join(modes)})")
-    if cfg.re_count < 1:
-        raise UserError(f"re_count must be at least 1, got {cfg.re_count}")
-    operator, value = modes[cfg.re_mode]
+    operator, value = ERASING_MODES[cfg.re_mode]
 
     def boxes(count: int, prob: float) -> list:
         area = (_ERASE_AREA[0] / count, _ERASE_AREA[1] / count)
@@ -117,7 +108,7 @@ def train_reads_encoded_images(cfg: Config) -> bool:
 
 def train_transforms(cfg: Config) -> list:
     """Training operators: encoded bytes (ImageNet) or HWC uint8 RGB (CIFAR/demo) in, CHW float32 out."""
-    interpolation = interpolation_mode(cfg.interpolation)
+    interpolation = INTERPOLATIONS[cfg.interpolation]
     if uses_small_image_recipe(cfg):
         augment = auto_augment_ops(cfg.auto_augment, interpolation, vision.AutoAugmentPolicy.CIFAR10,
                                    _mean_colour(cfg))
@@ -138,7 +129,7 @@ def train_transforms(cfg: Config) -> list:
 
 def eval_transforms(cfg: Config) -> list:
     """Evaluation operators: HWC uint8 RGB in, CHW float32 out. Deterministic."""
-    interpolation = interpolation_mode(cfg.interpolation)
+    interpolation = INTERPOLATIONS[cfg.interpolation]
     if uses_small_image_recipe(cfg):
         resize = [] if cfg.image_size == SMALL_IMAGE_SIZE else [vision.Resize(cfg.image_size, interpolation)]
     else:

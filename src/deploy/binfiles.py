@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_text_atomic
 from src.errors import UserError
 
 INPUT_FOLDER = "00_data"

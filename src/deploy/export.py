@@ -9,6 +9,7 @@ evaluation preprocessing in their metadata; MINDIR and AIR files get their class
 (``src.deploy.model_info``).
 """
 
+import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,14 +20,15 @@ import numpy as np
 import onnx
 from mindspore import nn
 
-from src.checkpoint import check_writable_folder, staging_folder
-from src.class_names import read_checkpoint_class_names, sidecar_path, write_classes_file
+from src.atomic_files import check_writable_folder, staging_folder
+from src.checkpoint_files import read_checkpoint_class_names
+from src.class_names import ONNX_METADATA_KEY, encode_class_names, sidecar_path, write_classes_file
 from src.config import Config
-from src.deploy.model_info import onnx_metadata
-from src.engine.checkpoints import load_network
+from src.deploy.model_info import PREPROCESSING_KEY, PREPROCESSING_KEYS
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import has_multi_branch_blocks, repvgg_model_convert
+from src.models.from_checkpoint import load_network
 from src.models.repopt import RepOptSearchNet, merge_search_net
 
 FILE_FORMATS = ("MINDIR", "AIR", "ONNX")
@@ -73,6 +75,14 @@ def _write_class_names_beside(target: Path, class_names: Sequence[str] | None) -
         write_classes_file(sidecar, class_names)
     else:
         sidecar.unlink(missing_ok=True)  # an earlier export's names would not belong to this model
+
+
+def onnx_metadata(cfg: Config, class_names: Sequence[str] | None) -> dict[str, str]:
+    """The ``metadata_props`` of an exported ONNX file (see ``src.deploy.model_info``)."""
+    metadata = {PREPROCESSING_KEY: json.dumps({key: getattr(cfg, key) for key in PREPROCESSING_KEYS})}
+    if class_names:
+        metadata[ONNX_METADATA_KEY] = encode_class_names(class_names)
+    return metadata
 
 
 def export_network(net: nn.Cell, file_format: str, file_name: str | Path, batch_size: int, image_size: int,

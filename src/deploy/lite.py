@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from src.checkpoint import ensure_folder, staging_folder
+from src.atomic_files import ensure_folder, staging_folder
 from src.cli import run_cli
 from src.errors import UserError
 from src.logger import get_logger

@@ -5,35 +5,22 @@ ONNX files hold two ``metadata_props`` entries, both JSON:
 - ``preprocessing``: the recipe keys that define the evaluation preprocessing (``set``, ``image_size``,
   ``crop_pct``, ``interpolation``), from which ``eval_transforms`` is rebuilt.
 MINDIR and AIR files cannot hold either: their class names go to ``<name>.classes.txt`` beside them.
+Written by ``src.deploy.export``; read here without MindSpore (postprocess.py runs without it).
 """
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import onnx
 
-from src.class_names import (
-    ONNX_METADATA_KEY,
-    decode_class_names,
-    encode_class_names,
-    read_classes_file,
-    sidecar_path,
-)
-from src.config import Config
+from src.class_names import ONNX_METADATA_KEY, decode_class_names, read_classes_file, sidecar_path
 from src.errors import UserError
 
 PREPROCESSING_KEY = "preprocessing"
-_PREPROCESSING_TYPES = {"set": str, "image_size": int, "crop_pct": float, "interpolation": str}
-
-
-def onnx_metadata(cfg: Config, class_names: Sequence[str] | None) -> dict[str, str]:
-    preprocessing = {key: getattr(cfg, key) for key in _PREPROCESSING_TYPES}
-    metadata = {PREPROCESSING_KEY: json.dumps(preprocessing)}
-    if class_names:
-        metadata[ONNX_METADATA_KEY] = encode_class_names(class_names)
-    return metadata
+# The recipe keys that define the evaluation preprocessing, and their types.
+PREPROCESSING_KEYS = {"set": str, "image_size": int, "crop_pct": float, "interpolation": str}
 
 
 def metadata_class_names(metadata: Mapping[str, str], where: str) -> list[str] | None:
@@ -66,8 +53,8 @@ def recorded_preprocessing(metadata: Mapping[str, str], where: str) -> dict[str,
     except json.JSONDecodeError:
         values = None
     wrong = "not a JSON object" if not isinstance(values, dict) else next(
-        (f"{key} is missing or not a {kind.__name__}" for key, kind in _PREPROCESSING_TYPES.items()
+        (f"{key} is missing or not a {kind.__name__}" for key, kind in PREPROCESSING_KEYS.items()
          if not isinstance(values.get(key), kind) or isinstance(values.get(key), bool)), None)
     if wrong:
         raise UserError(f"{where}: the recorded preprocessing is unusable ({wrong}); give --config")
-    return {key: values[key] for key in _PREPROCESSING_TYPES}
+    return {key: values[key] for key in PREPROCESSING_KEYS}

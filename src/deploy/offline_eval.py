@@ -1,5 +1,5 @@
-"""The two Python ends of offline inference: an image folder -> input ``.bin`` files and a label file
-(preprocess.py), and the harness's result files -> top-1/top-5 (postprocess.py). ``binfiles`` has the formats.
+"""The input end of offline inference: an image folder -> input ``.bin`` files and a label file (preprocess.py).
+``binfiles`` has the formats; ``result_scoring`` the other end (result files -> top-1/top-5, postprocess.py).
 
 Which images: ``dataset_path`` is either a data set root holding ``val/<class>/<image>`` (its ``val/`` split
 is used) or a split folder itself, ``<class>/<image>``. Class indices are the sorted class folder names of
@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 from tqdm import tqdm
 
-from src.checkpoint import check_writable_folder, staging_folder
+from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
 from src.data import preprocess_image
 from src.data.folders import class_indexing, image_files
@@ -23,12 +23,9 @@ from src.deploy.binfiles import (
     BinEntry,
     LabelFile,
     input_stems,
-    read_label_file,
-    read_results,
     write_input_bin,
     write_label_file,
 )
-from src.engine.evaluate import AccuracyCounter, EvalResult
 from src.errors import UserError
 from src.logger import get_logger
 
@@ -95,16 +92,3 @@ def write_bin_dataset(cfg: Config, dataset_path: str | os.PathLike, output_path:
     get_logger().info(f"{len(images)} images of {folder} -> {len(entries)} files {target}/*.bin "
                       f"(float32 {shape}), labels in {output / LABEL_FILE}")
     return label_file
-
-
-def score_results(result_path: str | os.PathLike, label_path: str | os.PathLike,
-                  num_classes: int | None = None) -> EvalResult:
-    """Top-1/top-5 of the harness's result files against the label file (seconds: not measured here, 0)."""
-    label_file = read_label_file(label_path)
-    logits, labels = read_results(result_path, label_file, num_classes)
-    if logits.shape[1] != len(label_file.classes):
-        get_logger().warning(f"the model has {logits.shape[1]} outputs but {label_file.dataset_path} has "
-                             f"{len(label_file.classes)} classes: labels are indices of its sorted class folders")
-    counter = AccuracyCounter()
-    counter.update(logits, labels)
-    return counter.result(0.0)

@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
-from src.engine.evaluate import AccuracyCounter, EvalResult
 from src.errors import UserError
+from src.metrics import AccuracyCounter, EvalResult
 
 PROVIDERS = {"CPU": "CPUExecutionProvider", "GPU": "CUDAExecutionProvider"}
 

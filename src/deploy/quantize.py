@@ -14,7 +14,7 @@ import onnx
 from onnx import version_converter
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from src.checkpoint import check_writable_folder, staging_folder
+from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
 from src.errors import UserError

@@ -1,1 +1,1 @@
-"""Training engine: schedules, optimiser, the AMP train step with EMA, evaluation, checkpoints, logs."""
+"""Training engine: schedules, optimiser, the AMP train step with EMA, evaluation, a run's checkpoints, logs."""

@@ -11,9 +11,9 @@ import mindspore as ms
 from mindspore import Tensor, nn, ops
 
 from src.config import Config
-from src.engine.checkpoints import load_network
 from src.engine.train_step import SoftTargetCrossEntropy
 from src.logger import get_logger
+from src.models.from_checkpoint import load_network
 
 # Teacher parameters live in the train step (and so in its checkpoints) under this prefix; the student's
 # names stay unprefixed, so eval.py and export.py read a distilled student's checkpoint like any other.

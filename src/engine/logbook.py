@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on training machines
 import matplotlib.pyplot as plt
 
-from src.checkpoint import write_bytes_atomic, write_text_atomic
+from src.atomic_files import write_bytes_atomic, write_csv_atomic
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "top1", "top5", "lr", "img_per_s", "epoch_seconds")
 
@@ -33,11 +33,7 @@ class Logbook:
         if resume_from_epoch is not None:
             rows = [r for r in rows if int(r["epoch"]) <= resume_from_epoch]
         rows.append({key: row.get(key, "") for key in COLUMNS})
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(self.csv_path, text.getvalue())
+        write_csv_atomic(self.csv_path, COLUMNS, rows)
         self.plot(rows)
 
     def plot(self, rows: list[dict]) -> None:

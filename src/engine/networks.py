@@ -12,10 +12,10 @@ import numpy as np
 from mindspore import nn
 
 from src.config import Config
-from src.engine.checkpoints import load_pretrained
 from src.engine.repoptimizer import grad_multipliers, initialise_from_scales
 from src.logger import get_logger
 from src.models import create_model
+from src.models.from_checkpoint import load_pretrained
 from src.models.repopt import create_repopt_model, extract_scales, repopt_name
 from src.models.repopt_scales import load_scales, save_scales
 

@@ -13,9 +13,10 @@ import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
 
-EMA_PREFIX = "ema."
-# Copies of the BatchNorm running statistics taken before each forward pass; never written to checkpoints.
-BN_BACKUP_PREFIX = "bn_backup."
+# Parameter name prefixes of the EMA shadow weights and of the BatchNorm statistics copied before each forward
+# pass (never written to checkpoints): defined with the checkpoint layout.
+from src.checkpoint_files import BN_BACKUP_PREFIX, EMA_PREFIX
+
 _BN_STATISTICS = (".moving_mean", ".moving_variance")
 
 

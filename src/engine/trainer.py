@@ -1,7 +1,6 @@
 """The training loop: data per epoch, the compiled train step, evaluation, checkpoints, logs, resume."""
 
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -13,28 +12,27 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
+from src.checkpoint_files import EMA_PREFIX
 from src.class_names import CLASSES_FILE, write_classes_file
 from src.config import Config, save_config
 from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
-from src.engine.checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
 from src.engine.distillation import build_distillation
-from src.engine.evaluate import EvalResult, evaluate
+from src.engine.evaluation import evaluate
 from src.engine.logbook import Logbook
 from src.engine.lr_schedule import build_lr_schedule
 from src.engine.networks import build_network, build_training_network, write_searched_scales
 from src.engine.optimizer import build_optimizer
+from src.engine.run_checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
 from src.engine.stop_request import StopRequest
 from src.engine.sync_batchnorm import convert_to_sync_batchnorm
-from src.engine.train_step import EMA_PREFIX, NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
+from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.errors import UserError
 from src.logger import get_logger
+from src.metrics import EvalResult
 
 RESUME_LATEST = "auto"
-# Test hook (tests/test_distributed.py): when set to a folder, every rank writes rank<r>.npz there at the end
-# of training, so that sharding and the agreement of ranks can be checked from outside the processes.
-RANK_TRACE_VARIABLE = "REPVGG_RANK_TRACE_DIR"
 
 
 class DivergenceError(UserError):
@@ -79,24 +77,6 @@ def _copy_weights(sources: list, target: nn.Cell, prefix: str = "") -> None:
         params[source.name.removeprefix(prefix)].set_data(source.data.copy())
 
 
-class _RankTrace:
-    """What one rank did: the class of every training sample it consumed (a sample's identity when each class
-    has one image), its loss at every step, and its final network weights."""
-
-    def __init__(self, folder: str, rank: int):
-        self.path = Path(folder) / f"rank{rank}.npz"
-        self.classes: list[np.ndarray] = []
-        self.losses: list[float] = []
-
-    def record(self, labels: np.ndarray, loss: float) -> None:
-        self.classes.append(labels.argmax(-1))
-        self.losses.append(loss)
-
-    def write(self, net: nn.Cell) -> None:
-        weights = {f"weight:{p.name}": p.asnumpy() for p in net.get_parameters()}
-        np.savez(self.path, classes=np.concatenate(self.classes), losses=np.array(self.losses), **weights)
-
-
 class Trainer:
     def __init__(self, cfg: Config, placement: Placement):
         self.cfg = cfg
@@ -133,8 +113,6 @@ class Trainer:
         self.position = RunPosition()
         self.stop = StopRequest(placement.distributed)
         self.nonfinite_streak = 0
-        trace_folder = os.environ.get(RANK_TRACE_VARIABLE)
-        self.trace = _RankTrace(trace_folder, placement.rank) if trace_folder else None
 
     def _use_sync_batchnorm(self) -> None:
         if self.cfg.device_target != "Ascend":
@@ -206,8 +184,6 @@ class Trainer:
                 losses.append(float(loss.asnumpy()))
             else:
                 skipped += 1
-            if self.trace:
-                self.trace.record(labels, float(loss.asnumpy()))
             batches.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
                                 lr=f"{self.lr[self.position.step - 1]:.2e}")
             self._count_nonfinite(finite)
@@ -285,8 +261,6 @@ class Trainer:
                               f"ETA {_duration(eta)}")
             if not last_epoch and self.stop.requested():
                 return self._stopped(checkpoint, last_eval)
-        if self.trace:
-            self.trace.write(self.net)
         return FitResult(self.position, last_eval, checkpoint, self.evaluation_network())
 
 

@@ -168,18 +168,6 @@ def create_repopt_model(arch: str, num_classes: int = 1000, search: bool = False
     return net
 
 
-def repopt_form(names: object) -> str | None:
-    """``"search"`` or ``"plain"`` when weight names are those of a RepOpt search or plain net, else None.
-
-    The search block alone has ``scale_conv``; the plain block's conv sits right under the block path, where
-    RepVGG has ``rbr_dense`` or ``rbr_reparam``. Both RepOpt nets share ``stage0.conv.weight``, so search first.
-    """
-    names = list(names)
-    if any(".scale_conv." in name for name in names):
-        return "search"
-    return "plain" if "stage0.conv.weight" in names else None
-
-
 def merge_search_net(net: RepOptSearchNet) -> RepOptVGG:
     """The plain RepOpt-VGG that computes what ``net`` computes: each block's branches merged into its 3x3 conv.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from mindspore import nn
 
-from src.checkpoint import write_bytes_atomic
+from src.atomic_files import write_bytes_atomic
 from src.errors import UserError
 from src.models.repopt import BlockScales, plain_blocks
 

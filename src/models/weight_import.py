@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 from mindspore import Tensor, nn
 
+from src.checkpoint_files import is_deploy_form
 from src.errors import UserError
 
 # MindSpore BatchNorm parameter -> PyTorch buffer/parameter name.
@@ -30,7 +31,6 @@ _TIMM_RENAMES = (
 )
 # PyTorch bookkeeping with no MindSpore counterpart.
 _IGNORED_LEAVES = ("num_batches_tracked",)
-_DEPLOY_MARKERS = ("rbr_reparam", "reparam_conv")
 _LISTED_PER_KIND = 10
 
 
@@ -46,11 +46,6 @@ class WeightImportError(UserError):
                 more = f" and {len(keys) - _LISTED_PER_KIND} more" if len(keys) > _LISTED_PER_KIND else ""
                 parts.append(f"{len(keys)} {label} key(s): {shown}{more}")
         super().__init__("weights do not fit the network: " + "; ".join(parts) + (f". {hint}" if hint else ""))
-
-
-def is_deploy_state(names: object) -> bool:
-    """True when the keys describe fused (deploy-form) blocks, in our, official or timm naming."""
-    return any(marker in name for name in names for marker in _DEPLOY_MARKERS)
 
 
 def strip_module_prefix(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -95,9 +90,10 @@ def check_weights_fit(expected: Mapping[str, tuple], given: Mapping[str, tuple])
     )
     if missing or unexpected or misshaped:
         hint = ""
-        if is_deploy_state(given) != is_deploy_state(expected):
-            form = "deploy (fused)" if is_deploy_state(given) else "train (multi-branch)"
-            hint = f"The weights are in {form} form: build the network with deploy={is_deploy_state(given)}."
+        given_deploy = is_deploy_form(given)
+        if given_deploy != is_deploy_form(expected):
+            form = "deploy (fused)" if given_deploy else "train (multi-branch)"
+            hint = f"The weights are in {form} form: build the network with deploy={given_deploy}."
         raise WeightImportError(missing, unexpected, misshaped, hint)
 
 

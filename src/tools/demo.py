@@ -4,33 +4,26 @@ evaluate the ONNX file with ONNX Runtime in fp32 and after int8 quantisation, an
 (parameters, top-1, images/s) like seed 000's."""
 
 import argparse
-import json
 from pathlib import Path
 
-import mindspore as ms
-
-from src.checkpoint import save_checkpoint_atomic, write_text_atomic
-from src.class_names import checkpoint_entry
+from src.atomic_files import write_json_atomic
+from src.checkpoint_files import save_checkpoint_atomic
 from src.cli import run_cli
 from src.config import load_config
 from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
-from src.deploy.export import export_network
-from src.deploy.model_info import onnx_metadata
+from src.deploy.export import export_network, onnx_metadata
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import calibration_batches, quantize_int8
-from src.engine.checkpoints import run_checkpoints
-from src.engine.evaluate import evaluate
-from src.engine.speed import images_per_second
+from src.engine.evaluation import evaluate
+from src.engine.run_checkpoints import run_checkpoints
 from src.engine.trainer import RESUME_LATEST, train
 from src.logger import get_logger
 from src.models import repvgg_model_convert
+from src.models.parameters import trainable_millions
+from src.tools.throughput import images_per_second
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 CALIBRATION_IMAGES = 256
-
-
-def trainable_millions(net: ms.nn.Cell) -> float:
-    return sum(p.size for p in net.trainable_params()) / 1e6
 
 
 def run_demo(config_path: str, overrides: dict) -> list[dict]:
@@ -51,7 +44,7 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
     before = evaluate(train_net, validation())
     deploy_net = repvgg_model_convert(train_net)
     class_names = dataset_class_names(cfg)
-    save_checkpoint_atomic(deploy_net, out / f"{cfg.arch}-deploy.ckpt", append_dict=checkpoint_entry(class_names))
+    save_checkpoint_atomic(deploy_net, out / f"{cfg.arch}-deploy.ckpt", class_names=class_names)
     after = evaluate(deploy_net, validation())
     batch = cfg.batch_size
     rows = [
@@ -74,7 +67,7 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
     print(f"|{'-' * 28}|{'-' * 12}|{'-' * 11}|{'-' * 10}|")
     for row in rows:
         print(f"| {row['network']:<26} | {row['params_m']:>10.3f} | {row['top1']:>9.2f} | {row['img_per_s']:>8.0f} |")
-    results_path = write_text_atomic(out / "demo_results.json", json.dumps(rows, indent=2) + "\n")
+    results_path = write_json_atomic(out / "demo_results.json", rows)
     print(f"\noutputs in {out}: checkpoints, {onnx_path.name}, {int8_path.name}, log.csv, curves, {results_path.name}")
     return rows
 

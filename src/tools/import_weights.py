@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from src.checkpoint import save_checkpoint_atomic
-from src.class_names import checkpoint_entry
+from src.checkpoint_files import is_deploy_form, save_checkpoint_atomic
 from src.cli import run_cli
 from src.data.known_classes import imagenet1k_classes
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import create_model
-from src.models.weight_import import is_deploy_state, load_pytorch_weights, strip_module_prefix
+from src.models.weight_import import load_pytorch_weights, strip_module_prefix
 
 _CLASSIFIER_KEYS = ("linear.weight", "head.fc.weight")
 # Training scripts wrap the state dict in a dict under one of these keys.
@@ -102,12 +101,12 @@ def import_weights(arch: str, input_path: str, output_path: str, num_classes: in
     if num_classes is not None and num_classes < 1:
         raise UserError(f"--num_classes must be at least 1, got {num_classes}")
     state = read_state_file(input_path)
-    deploy = is_deploy_state(state)
+    deploy = is_deploy_form(state)
     num_classes = num_classes or infer_num_classes(state)
     net = create_model(arch, num_classes=num_classes, deploy=deploy)
     load_pytorch_weights(net, state)
     class_names = imagenet1k_classes() if num_classes == len(imagenet1k_classes()) else None
-    written = save_checkpoint_atomic(net, output_path, append_dict=checkpoint_entry(class_names))
+    written = save_checkpoint_atomic(net, output_path, class_names=class_names)
     form = "deploy" if deploy else "train"
     names = ", ImageNet-1k class names" if class_names else ""
     get_logger().info(f"wrote {written} ({net.arch}, {form} form, {num_classes} classes{names}, "

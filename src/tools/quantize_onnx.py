@@ -6,10 +6,9 @@ subset of the training images, then evaluate fp32 and int8 on the validation set
 """
 
 import argparse
-import json
 from pathlib import Path
 
-from src.checkpoint import write_text_atomic
+from src.atomic_files import write_json_atomic
 from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
 from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(f"| {row['model']:<24} | {row['top1']:>9.2f} | {row['top5']:>9.2f} | {row['latency_ms']:>7.3f} "
               f"| {row['img_per_s']:>8.0f} |")
-    report = write_text_atomic(int8_path.with_suffix(".json"), json.dumps(rows, indent=2) + "\n")
+    report = write_json_atomic(int8_path.with_suffix(".json"), rows)
     log.info(f"int8 model: {int8_path}; comparison: {report}")
     return 0
 
