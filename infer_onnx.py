@@ -7,7 +7,7 @@ from pathlib import Path
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
 from src.atomic_files import check_writable_folder
 from src.class_names import summary, warn_if_classes_differ
-from src.cli import run_cli
+from src.cli import add_flag, run_cli
 from src.config import load_config
 from src.data import dataset_class_names
 from src.deploy.model_info import metadata_class_names, recorded_preprocessing
@@ -21,7 +21,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "src" / "configs" / "RepVGG-A
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--onnx_path", required=True)
-    parser.add_argument("--dataset_path", required=True, help="data set root (the val/ split is evaluated)")
+    add_flag(parser, "--dataset_path", "--data_url", required=True,
+             help="data set root (the val/ split is evaluated)")
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])
     parser.add_argument("--device_id", type=int, default=0)
     parser.add_argument("--config", default=None,

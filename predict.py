@@ -5,7 +5,7 @@ python predict.py IMAGE|FOLDER|GLOB [...] --model model.onnx|model.mindir [--con
 import argparse
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.cli import run_cli
+from src.cli import add_flag, run_cli
 from src.deploy.predict import run_prediction
 
 
@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files, folders (searched recursively) or glob patterns such as 'photos/*.jpg'")
-    parser.add_argument("--pretrained", metavar="CKPT", help="a checkpoint: trained, converted or imported")
+    add_flag(parser, "--pretrained", "--checkpoint", metavar="CKPT",
+             help="a checkpoint: trained, converted or imported")
     parser.add_argument("--model", metavar="FILE", help="an exported model: .onnx or .mindir")
     parser.add_argument("--config", metavar="PATH",
                         help="the model's recipe (for its preprocessing); default: the config.yaml of the "

@@ -1,6 +1,6 @@
 """Convert PyTorch RepVGG weights (official or timm; .pth, .safetensors or .npz) to a MindSpore .ckpt.
 
-    python -m src.tools.import_weights --arch RepVGG-A0 --input RepVGG-A0-train.pth --output a0.ckpt
+    python -m src.tools.import_weights --arch RepVGG-A0 --pretrained RepVGG-A0-train.pth --file_name a0.ckpt
 
 The train or deploy form is read off the keys and the number of classes off the classifier's shape. A
 1000-class checkpoint gets the ImageNet-1k class names (the label order of the official and timm weights).
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from src.checkpoint_files import is_deploy_form, save_checkpoint_atomic
-from src.cli import run_cli
+from src.cli import add_flag, run_cli
 from src.data.known_classes import imagenet1k_classes
 from src.errors import UserError
 from src.logger import get_logger
@@ -117,11 +117,12 @@ def import_weights(arch: str, input_path: str, output_path: str, num_classes: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", required=True, help="e.g. RepVGG-A0, RepVGG-B1g4, repvgg_a2 (timm name)")
-    parser.add_argument("--input", required=True, help=".pth/.pt, .safetensors or .npz file")
-    parser.add_argument("--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
+    add_flag(parser, "--pretrained", "--input", required=True,
+             help="the PyTorch/timm weights: a .pth/.pt, .safetensors or .npz file")
+    add_flag(parser, "--file_name", "--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
     parser.add_argument("--num_classes", type=int, help="default: read off the classifier weights")
     args = parser.parse_args(argv)
-    import_weights(args.arch, args.input, args.output, args.num_classes)
+    import_weights(args.arch, args.pretrained, args.file_name, args.num_classes)
     return 0
 
 
