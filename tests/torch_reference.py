@@ -114,3 +114,70 @@ def randomise_torch_batchnorm(model: nn.Module, seed: int = 0) -> None:
 
 def numpy_state(model: nn.Module, prefix: str = "") -> dict:
     return {prefix + k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+class TorchScale(nn.Module):
+    """A learnt per-channel multiplier, ``weight``, as in the RepOpt paper's hyper-search blocks."""
+
+    def __init__(self, channels, init):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), float(init)))
+
+    def forward(self, x):
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+class TorchRepOptBlock(nn.Module):
+    """Plain: conv3x3 -> BN -> ReLU. Search: (s3 * conv3x3 + s1 * conv1x1 [+ s_id * x]) -> BN -> ReLU."""
+
+    def __init__(self, cin, cout, stride, groups, search):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, stride, 1, groups=groups, bias=False)
+        self.search = search
+        if search:
+            self.scale_conv = TorchScale(cout, 1.0)
+            self.conv_1x1 = nn.Conv2d(cin, cout, 1, stride, 0, groups=groups, bias=False)
+            self.scale_1x1 = TorchScale(cout, 1.0)
+            if cin == cout and stride == 1:
+                self.scale_identity = TorchScale(cout, 1.0)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        if not self.search:
+            return self.bn(self.conv(x)).relu()
+        out = self.scale_conv(self.conv(x)) + self.scale_1x1(self.conv_1x1(x))
+        if hasattr(self, "scale_identity"):
+            out = out + self.scale_identity(x)
+        return self.bn(out).relu()
+
+
+class TorchRepOptVGG(nn.Module):
+    """RepOpt-VGG in the official module layout: ``stage0``, ``stage1``..``stage4``, ``linear``."""
+
+    def __init__(self, variant: RepVGGVariant, num_classes, search=False):
+        super().__init__()
+        layout = variant.layout
+        self.stage0 = TorchRepOptBlock(3, variant.stem_width, layout.stem_stride, 1, search)
+        cin, layer = variant.stem_width, 1
+        for number, (depth, width, stride) in enumerate(
+                zip(variant.depths, variant.stage_widths, layout.stage_strides, strict=True), start=1):
+            blocks = []
+            for s in [stride] + [1] * (depth - 1):
+                blocks.append(TorchRepOptBlock(cin, width, s, variant.groups_of(layer), search))
+                cin, layer = width, layer + 1
+            setattr(self, f"stage{number}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        for stage in (self.stage0, self.stage1, self.stage2, self.stage3, self.stage4):
+            x = stage(x)
+        return self.linear(x.mean(dim=(2, 3)))
+
+
+def randomise_torch_scales(model: nn.Module, seed: int = 0) -> None:
+    """Searched scales end far from their init of 1 and differ per channel."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, TorchScale):
+            with torch.no_grad():
+                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) * 1.2 + 0.3)

@@ -32,7 +32,6 @@ from src.data.known_classes import cifar100_classes
 from src.data.mix import batch_mix
 from src.data.transforms import (
     eval_transforms,
-    train_reads_encoded_images,
     train_transforms,
 )
 from src.errors import UserError
@@ -106,13 +105,13 @@ def _cifar_source(cfg: Config, split: str, shuffle: bool, shard: dict) -> ds.Dat
     return dataset.rename(["fine_label"], ["label"]).project(["image", "label"])
 
 
-def _folder_source(cfg: Config, split: str, decode: bool, shuffle: bool, shard: dict) -> ds.Dataset:
+def _folder_source(cfg: Config, split: str, shuffle: bool, shard: dict) -> ds.Dataset:
     if cfg.set == "demo":
         _ensure_demo_folder(cfg.data_url)
     indexing = class_indexing(cfg.data_url, split)
     # Decoding in the source rather than with vision.Decode also keeps MindSpore from dumping each image it
     # fails to decode into ./abnormal_image.jpg. read_image_file refuses cut-short JPEGs, which crash it.
-    return ds.ImageFolderDataset(data_folder(cfg, split), decode=decode, shuffle=shuffle,
+    return ds.ImageFolderDataset(data_folder(cfg, split), decode=True, shuffle=shuffle,
                                  extensions=list(EXTENSION_VARIANTS), class_indexing=indexing,
                                  num_parallel_workers=parallel_workers(cfg), decrypt=read_image_file,
                                  **shard)
@@ -135,8 +134,7 @@ def create_dataset(cfg: Config, split: str, training: bool, rank_id: int = 0, ra
     if cfg.set == "CIFAR100":
         source = _cifar_source(cfg, split, shuffle, shard)
     else:
-        decode = not (training and train_reads_encoded_images(cfg))
-        source = _folder_source(cfg, split, decode, shuffle, shard)
+        source = _folder_source(cfg, split, shuffle, shard)
     found = dataset_num_classes(cfg)
     if found != cfg.num_classes:
         raise UserError(f"num_classes is {cfg.num_classes} but the {cfg.set} data at {cfg.data_url} has "

@@ -3,6 +3,13 @@
 QDQ format with per-channel weights by default: after re-parameterisation each output channel of a RepVGG
 kernel has its own range (the fused BatchNorm scales differ a lot between channels), which one per-tensor
 scale represents badly -- RepVGG is known to lose accuracy under naive per-tensor quantisation.
+
+Activation ranges come from ONNX Runtime's calibrators: ``minmax`` (the observed range), ``entropy`` (the clipping
+threshold that minimises the KL divergence between the float and the quantised histogram, as TensorRT calibrates:
+2048 histogram bins, 128 quantised levels) or ``percentile`` (ONNX Runtime's default: the 99.999th percentile of
+absolute values, 2048 bins). Before any of them, a min/max pass checks that every activation is finite on the
+calibration images; ``minmax`` keeps that pass. The ranges reach ``quantize_static`` through its calibration
+cache, so the images run through the model once per calibrator and ONNX Runtime quantises exactly those ranges.
 """
 
 import os
@@ -11,8 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import version_converter
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper, version_converter
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    TensorsData,
+    create_calibrator,
+    quantize_static,
+    save_tensors_data,
+)
 
 from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
@@ -21,9 +38,27 @@ from src.errors import UserError
 
 # onnxruntime's QDQ per-channel quantisation needs opset 13 (per-axis QuantizeLinear/DequantizeLinear).
 QDQ_OPSET = 13
+CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                       "percentile": CalibrationMethod.Percentile}
+# quantize_static does not pass histogram sizes on, and its entropy default (128 bins for 128 quantised levels)
+# leaves one candidate threshold, the full range: MinMax under another name. Hence our own calibrator call, with
+# TensorRT's histogram size. ONNX Runtime's threshold search is quadratic in it: about 1.5 s per tensor at 2048.
+ENTROPY_BINS = 2048
+_QUANTISED_LEVELS = 128
+# Operators that only a quantised graph holds (QDQ or QOperator format, static or dynamic).
+_QUANTISED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                            "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd"})
+_LISTED = 5
 
 
-class _ArrayReader(CalibrationDataReader):
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - _LISTED} more" if len(names) > _LISTED else ""
+    return ", ".join(names[:_LISTED]) + more
+
+
+class ArrayReader(CalibrationDataReader):
+    """Feeds ONNX Runtime's calibrators one batch at a time."""
+
     def __init__(self, input_name: str, batches: list[np.ndarray]):
         self._feeds: Iterator[dict] = iter([{input_name: batch} for batch in batches])
 
@@ -55,23 +90,81 @@ def check_int8_target(fp32_path: str | Path, int8_path: str | Path) -> None:
     check_writable_folder(int8_path.parent)
 
 
+def check_fp32_source(model: onnx.ModelProto, fp32_path: str | Path) -> None:
+    """Refuse a model that is quantised already, or whose weights hold NaN or infinite values."""
+    quantised = sorted({node.op_type for node in model.graph.node} & _QUANTISED_OPS)
+    if quantised:
+        raise UserError(f"{fp32_path} is quantised already (it has {', '.join(quantised)} nodes): quantise the "
+                        "float32 model that export.py writes")
+    non_finite = [tensor.name for tensor in model.graph.initializer
+                  if tensor.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+                  and not np.isfinite(numpy_helper.to_array(tensor)).all()]
+    if non_finite:
+        raise UserError(f"{fp32_path} has weights with NaN or infinite values ({_listed(non_finite)}); the model it "
+                        "was exported from did not train to finite weights")
+
+
+def load_fp32_model(fp32_path: str | Path) -> onnx.ModelProto:
+    """The float32 model at ``fp32_path``, checked to be quantisable."""
+    try:
+        model = onnx.load(str(fp32_path))
+    except (OSError, DecodeError) as error:
+        raise UserError(f"cannot load {fp32_path} as an ONNX model: {error}") from error
+    check_fp32_source(model, fp32_path)
+    return model
+
+
+def _calibrate(model_path: Path, input_name: str, batches: list[np.ndarray], method: str, work_folder: Path,
+               entropy_bins: int = ENTROPY_BINS) -> TensorsData:
+    options = {"num_bins": entropy_bins, "num_quantized_bins": _QUANTISED_LEVELS} if method == "entropy" else {}
+    calibrator = create_calibrator(model_path, augmented_model_path=work_folder / f"{method}_augmented.onnx",
+                                   calibrate_method=CALIBRATION_METHODS[method], extra_options=options)
+    calibrator.collect_data(ArrayReader(input_name, batches))
+    return calibrator.compute_data()
+
+
+def activation_ranges(model_path: Path, input_name: str, batches: list[np.ndarray], method: str,
+                      work_folder: Path, entropy_bins: int = ENTROPY_BINS) -> TensorsData:
+    """The int8 range of every activation on ``batches`` by ``method``; a UserError names the tensors whose
+    observed range is not finite, since no method gives those a usable scale."""
+    ranges = _calibrate(model_path, input_name, batches, "minmax", work_folder)
+    non_finite = sorted(name for name in ranges if not np.isfinite(np.asarray(ranges[name].range_value)).all())
+    if non_finite:
+        raise UserError(f"the calibration images drive {len(non_finite)} activation(s) of the model to NaN or "
+                        f"infinite values ({_listed(non_finite)}), so they have no int8 range; check the model "
+                        "on these images in float32")
+    if method == "minmax":
+        return ranges
+    return _calibrate(model_path, input_name, batches, method, work_folder, entropy_bins)
+
+
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path, batches: list[np.ndarray],
-                  per_channel: bool = True) -> Path:
-    """Write the int8 model to ``int8_path``; a failure (a full disk) leaves a file already there as it was."""
+                  per_channel: bool = True, method: str = "minmax", entropy_bins: int = ENTROPY_BINS) -> Path:
+    """Write the int8 model to ``int8_path``; a failure (a full disk) leaves a file already there as it was.
+
+    ``method`` is a key of ``CALIBRATION_METHODS``; ``per_channel`` gives each output channel of a weight its own
+    scale (activations are always per tensor); ``entropy_bins`` is the histogram size of entropy calibration.
+    """
+    if method not in CALIBRATION_METHODS:
+        raise UserError(f"unknown calibration method '{method}'; choose one of {', '.join(CALIBRATION_METHODS)}")
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     check_int8_target(fp32_path, int8_path)
-    model = onnx.load(str(fp32_path))
+    model = load_fp32_model(fp32_path)
     opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     if opset < QDQ_OPSET:
         model = version_converter.convert_version(model, QDQ_OPSET)
+    input_name = model.graph.input[0].name
     try:
         with staging_folder(int8_path.parent, int8_path.name) as staging:
             staged = staging / f"opset{QDQ_OPSET}.onnx"
             onnx.save(model, str(staged))
+            cache = staging / "ranges.json"
+            save_tensors_data(activation_ranges(staged, input_name, batches, method, staging, entropy_bins), cache)
             quantized = staging / "int8.onnx"
-            quantize_static(str(staged), str(quantized), _ArrayReader(model.graph.input[0].name, batches),
-                            quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+            # With a calibration cache, ONNX Runtime quantises with its ranges and runs no images itself.
+            quantize_static(str(staged), str(quantized), None, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CALIBRATION_METHODS[method], calibration_cache_path=cache)
             os.replace(quantized, int8_path)
     except OSError as error:
         raise UserError(f"cannot write {int8_path}: {error.strerror or error}") from error

@@ -155,8 +155,10 @@ def plain_blocks(net: nn.Cell) -> dict[str, RepOptVGGBlock]:
 
 def repopt_name(arch: str, search: bool = False) -> str:
     """``RepOptVGG-A0-cifar`` for the plain net of ``arch`` (``RepVGG-A0-cifar``), with ``-search`` for the
-    search net."""
-    name = REPOPT_PREFIX + resolve_arch(arch).removeprefix(_FAMILY_PREFIX)
+    search net; a RepOpt-VGG name (``RepOptVGG-L1``) stays as it is."""
+    name = resolve_arch(arch)
+    if not name.startswith(REPOPT_PREFIX):
+        name = REPOPT_PREFIX + name.removeprefix(_FAMILY_PREFIX)
     return name + SEARCH_SUFFIX if search else name
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from src.models.variants import RepVGGVariant, get_variant, resolve_arch
+from src.errors import UserError
+from src.models.variants import RepVGGVariant, get_variant, is_repopt_only, resolve_arch
 
 
 class ConvBN(nn.Cell):
@@ -39,7 +40,8 @@ class SEBlock(nn.Cell):
         return x * gate
 
 
-def _fuse_bn(kernel: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+def fuse_bn(kernel: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Kernel and bias of the convolution equal to ``kernel`` followed by ``bn`` in eval mode."""
     scale = bn.gamma / ops.sqrt(bn.moving_variance + bn.eps)
     return kernel * scale.reshape(-1, 1, 1, 1), bn.beta - bn.moving_mean * scale
 
@@ -95,12 +97,12 @@ class RepVGGBlock(nn.Cell):
 
         Built from MindSpore ops, so it is differentiable and can feed a regulariser or a quantiser.
         """
-        kernel, bias = _fuse_bn(self.rbr_dense.conv.weight, self.rbr_dense.bn)
-        kernel_1x1, bias_1x1 = _fuse_bn(self.rbr_1x1.conv.weight, self.rbr_1x1.bn)
+        kernel, bias = fuse_bn(self.rbr_dense.conv.weight, self.rbr_dense.bn)
+        kernel_1x1, bias_1x1 = fuse_bn(self.rbr_1x1.conv.weight, self.rbr_1x1.bn)
         kernel = kernel + ops.pad(kernel_1x1, (1, 1, 1, 1))
         bias = bias + bias_1x1
         if self.rbr_identity is not None:
-            kernel_id, bias_id = _fuse_bn(Tensor(identity_kernel(self.in_channels, self.groups)),
+            kernel_id, bias_id = fuse_bn(Tensor(identity_kernel(self.in_channels, self.groups)),
                                           self.rbr_identity)
             kernel = kernel + kernel_id
             bias = bias + bias_id
@@ -170,6 +172,9 @@ class RepVGG(VGGStages):
 
 def create_model(arch: str, num_classes: int = 1000, deploy: bool = False) -> RepVGG:
     """Build a registered architecture, e.g. ``create_model("RepVGG-A0")`` or ``"RepVGG-B1g4-cifar"``."""
+    if is_repopt_only(arch):
+        raise UserError(f"{resolve_arch(arch)} is a RepOpt-VGG model and has no RepVGG form: train it with "
+                        "optimizer: repopt (or repopt_search: true), or evaluate a RepOpt-VGG checkpoint of it")
     net = RepVGG(get_variant(arch), num_classes=num_classes, deploy=deploy)
     net.arch = resolve_arch(arch)
     return net

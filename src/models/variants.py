@@ -3,6 +3,10 @@
 Depths and width multipliers are those of the official implementation (Ding et al., "RepVGG: Making
 VGG-style ConvNets Great Again", CVPR 2021, github.com/DingXiaoH/RepVGG). The CIFAR variants follow seed 000:
 halved base widths, and a stride-1 stem and first stage for 32x32 inputs.
+
+A second, smaller table names the RepOpt-VGG models of the RepOpt paper's ImageNet results (Ding et al.,
+"Re-parameterizing Your Optimizers rather than Architectures", ICLR 2023, github.com/DingXiaoH/RepOptimizers).
+Those names are RepOpt-VGG only: ``create_model`` refuses them, ``create_repopt_model`` builds them.
 """
 
 from dataclasses import dataclass
@@ -68,6 +72,16 @@ _IMAGENET_VARIANTS = {
     "RepVGG-D2se": RepVGGVariant((8, 14, 24, 1), (2.5, 2.5, 2.5, 5), use_se=True),
 }
 
+_L_DEPTHS = (8, 14, 24, 1)
+
+# B1 and B2 have the shapes of RepVGG-B1 and RepVGG-B2; L1 and L2 are deeper (RepVGG-D2's depths, without SE).
+REPOPT_VARIANTS: dict[str, RepVGGVariant] = {
+    "RepOptVGG-B1": _IMAGENET_VARIANTS["RepVGG-B1"],
+    "RepOptVGG-B2": _IMAGENET_VARIANTS["RepVGG-B2"],
+    "RepOptVGG-L1": RepVGGVariant(_L_DEPTHS, (2, 2, 2, 4)),
+    "RepOptVGG-L2": RepVGGVariant(_L_DEPTHS, (2.5, 2.5, 2.5, 5)),
+}
+
 # Seed 000 trained these six on CIFAR-100; the others are valid too and are registered alike.
 CIFAR_SUFFIX = "-cifar"
 
@@ -81,22 +95,29 @@ VARIANTS: dict[str, RepVGGVariant] = {
 
 
 def _canonical(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    # The RepOpt repository spells its models "RepOpt-VGG-B1"; we write "RepOptVGG-B1". Both are accepted.
+    return name.strip().lower().replace("_", "-").replace("repopt-vgg", "repoptvgg")
 
 
-_BY_CANONICAL_NAME = {_canonical(name): name for name in VARIANTS}
+_ALL_VARIANTS = {**VARIANTS, **REPOPT_VARIANTS}
+_BY_CANONICAL_NAME = {_canonical(name): name for name in _ALL_VARIANTS}
 
 
 def resolve_arch(arch: str) -> str:
     """The registered spelling of ``arch``; case and ``_``/``-`` do not matter (``repvgg_a0`` works)."""
     name = _BY_CANONICAL_NAME.get(_canonical(arch))
     if name is None:
-        raise UserError(f"unknown arch '{arch}'; available: {', '.join(VARIANTS)}")
+        raise UserError(f"unknown arch '{arch}'; available: {', '.join(_ALL_VARIANTS)}")
     return name
 
 
+def is_repopt_only(arch: str) -> bool:
+    """True for the names of the RepOpt-VGG table, which have no RepVGG network."""
+    return resolve_arch(arch) in REPOPT_VARIANTS
+
+
 def get_variant(arch: str) -> RepVGGVariant:
-    return VARIANTS[resolve_arch(arch)]
+    return _ALL_VARIANTS[resolve_arch(arch)]
 
 
 def list_models() -> list[str]:

@@ -1,6 +1,7 @@
-"""Load PyTorch-ecosystem RepVGG weights (official DingXiaoH/RepVGG or timm naming) into our Cells.
+"""Load PyTorch-ecosystem weights into our Cells: RepVGG (official DingXiaoH/RepVGG or timm naming) and RepOpt-VGG
+(official DingXiaoH/RepOptimizers naming: plain-net weights, and the scales of a hyper-search model).
 
-Our parameter paths follow the official implementation, so the official naming differs only in the
+Our parameter paths follow the official implementations, so the official naming differs only in the
 BatchNorm leaf names; timm renames modules as well. Instead of parsing foreign names, each of our parameters
 is translated to the name it has in the source naming, and the state is checked against that list.
 """
@@ -13,6 +14,7 @@ from mindspore import Tensor, nn
 
 from src.checkpoint_files import is_deploy_form
 from src.errors import UserError
+from src.models.repopt import BlockScales, plain_blocks
 
 # MindSpore BatchNorm parameter -> PyTorch buffer/parameter name.
 _BN_LEAF_NAMES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
@@ -32,6 +34,8 @@ _TIMM_RENAMES = (
 # PyTorch bookkeeping with no MindSpore counterpart.
 _IGNORED_LEAVES = ("num_batches_tracked",)
 _LISTED_PER_KIND = 10
+# A RepOpt hyper-search block's scale layers, official name -> BlockScales field; each holds one vector ``weight``.
+_SCALE_LAYERS = {"scale_conv": "scale_3x3", "scale_1x1": "scale_1x1", "scale_identity": "scale_identity"}
 
 
 class WeightImportError(UserError):
@@ -111,3 +115,34 @@ def load_pytorch_weights(net: nn.Cell, state: Mapping[str, np.ndarray]) -> None:
     for key, ours in source_to_ours.items():
         param = params[ours]
         param.set_data(Tensor(np.asarray(state[key]), dtype=param.dtype))
+
+
+def scales_from_pytorch_state(net: nn.Cell, state: Mapping[str, np.ndarray]) -> dict[str, BlockScales]:
+    """The searched scales of every block of ``net`` (a plain RepOpt-VGG) in an official hyper-search state.
+
+    The state may hold the whole hyper-search model or only its scales: the other weights of that model (its
+    convolutions, BatchNorms and classifier, trained on the search data set) are not used and not required.
+    Missing scales, keys the hyper-search model of this arch does not have, and scales of the wrong length raise
+    ``WeightImportError`` listing them.
+    """
+    state = {k: v for k, v in strip_module_prefix(state).items() if not k.endswith(_IGNORED_LEAVES)}
+    expected_scales = {}
+    search_net_names = {official_name(name) for name, _ in net.parameters_and_names()}
+    for path, block in plain_blocks(net).items():
+        prefix = f"{path}." if path else ""
+        search_net_names.add(f"{prefix}conv_1x1.weight")
+        for layer in ("scale_conv", "scale_1x1") + (("scale_identity",) if block.has_identity else ()):
+            expected_scales[f"{prefix}{layer}.weight"] = (block.out_channels,)
+    # Unused weights are expected with whatever shape they have: only their names are checked.
+    unused = {key: np.shape(value) for key, value in state.items() if key in search_net_names}
+    check_weights_fit({**expected_scales, **unused}, {key: np.shape(value) for key, value in state.items()})
+    non_finite = sorted(key for key in expected_scales if not np.isfinite(state[key]).all())
+    if non_finite:
+        raise UserError(f"{len(non_finite)} scale(s) hold NaN or infinite values: {', '.join(non_finite[:10])}")
+    scales = {}
+    for path in plain_blocks(net):
+        prefix = f"{path}." if path else ""
+        fields = {field: state.get(f"{prefix}{layer}.weight") for layer, field in _SCALE_LAYERS.items()}
+        scales[path] = BlockScales(**{field: None if value is None else np.asarray(value, np.float32)
+                                      for field, value in fields.items()})
+    return scales

@@ -1,8 +1,13 @@
-"""Convert PyTorch RepVGG weights (official or timm; .pth, .safetensors or .npz) to a MindSpore .ckpt.
+"""Convert PyTorch RepVGG or RepOpt-VGG weights (.pth, .safetensors or .npz) for MindSpore.
 
     python -m src.tools.import_weights --arch RepVGG-A0 --pretrained RepVGG-A0-train.pth --file_name a0.ckpt
+    python -m src.tools.import_weights --arch RepOptVGG-L1 --pretrained RepOpt-VGG-L1-acc79.82.pth --file_name l1.ckpt
+    python -m src.tools.import_weights --arch RepOptVGG-L1 --pretrained RepOpt-VGG-L1-scales.pth \
+        --file_name l1-scales.npz
 
-The train or deploy form is read off the keys and the number of classes off the classifier's shape. A
+What the file holds is read off its keys: RepVGG weights (official or timm naming, train or deploy form) or
+RepOpt-VGG weights become a MindSpore .ckpt, with the number of classes read off the classifier's shape; a
+RepOpt hyper-search model (its scale layers) becomes the .npz of scales that `repopt_scales` reads. A
 1000-class checkpoint gets the ImageNet-1k class names (the label order of the official and timm weights).
 """
 
@@ -12,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from src.checkpoint_files import is_deploy_form, save_checkpoint_atomic
+from src.checkpoint_files import CheckpointForm, checkpoint_form, save_checkpoint_atomic
 from src.cli import add_flag, run_cli
 from src.data.known_classes import imagenet1k_classes
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import create_model
-from src.models.weight_import import load_pytorch_weights, strip_module_prefix
+from src.models.repopt import create_repopt_model
+from src.models.repopt_scales import save_scales
+from src.models.weight_import import load_pytorch_weights, scales_from_pytorch_state, strip_module_prefix
 
 _CLASSIFIER_KEYS = ("linear.weight", "head.fc.weight")
 # Training scripts wrap the state dict in a dict under one of these keys.
@@ -97,29 +104,50 @@ def infer_num_classes(state: dict[str, np.ndarray]) -> int:
     raise UserError(f"no classifier weights ({' or '.join(_CLASSIFIER_KEYS)}) found; pass --num_classes")
 
 
+def import_scales(arch: str, input_path: str, state: dict[str, np.ndarray], output_path: str) -> Path:
+    """Write the scales of a RepOpt hyper-search state as the scales file of the plain RepOpt-VGG of ``arch``."""
+    if Path(output_path).suffix.lower() != ".npz":
+        raise UserError(f"{input_path} holds a RepOpt hyper-search model, whose scales are written as the .npz "
+                        f"that repopt_scales reads: pass a --file_name ending in .npz, not {Path(output_path).name}")
+    # The classifier plays no part in the scales; any class count builds the same blocks.
+    net = create_repopt_model(arch, num_classes=1)
+    try:
+        scales = scales_from_pytorch_state(net, state)
+    except UserError as error:
+        raise UserError(f"the hyper-search scales in {input_path} do not fit {net.arch}: {error}") from error
+    written = save_scales(output_path, net.arch, scales)
+    get_logger().info(f"wrote {written} (scales of {len(scales)} {net.arch} blocks)")
+    return written
+
+
 def import_weights(arch: str, input_path: str, output_path: str, num_classes: int | None = None) -> Path:
     if num_classes is not None and num_classes < 1:
         raise UserError(f"--num_classes must be at least 1, got {num_classes}")
     state = read_state_file(input_path)
-    deploy = is_deploy_form(state)
+    form = checkpoint_form(state)
+    if form is CheckpointForm.REPOPT_SEARCH:
+        return import_scales(arch, input_path, state, output_path)
     num_classes = num_classes or infer_num_classes(state)
-    net = create_model(arch, num_classes=num_classes, deploy=deploy)
+    if form is CheckpointForm.REPOPT_PLAIN:
+        net = create_repopt_model(arch, num_classes)
+    else:
+        net = create_model(arch, num_classes=num_classes, deploy=form is CheckpointForm.DEPLOY)
     load_pytorch_weights(net, state)
     class_names = imagenet1k_classes() if num_classes == len(imagenet1k_classes()) else None
     written = save_checkpoint_atomic(net, output_path, class_names=class_names)
-    form = "deploy" if deploy else "train"
     names = ", ImageNet-1k class names" if class_names else ""
-    get_logger().info(f"wrote {written} ({net.arch}, {form} form, {num_classes} classes{names}, "
-                      f"{len(state)} tensors)")
+    get_logger().info(f"wrote {written} ({net.arch}, {form}, {num_classes} classes{names}, {len(state)} tensors)")
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", required=True, help="e.g. RepVGG-A0, RepVGG-B1g4, repvgg_a2 (timm name)")
+    parser.add_argument("--arch", required=True,
+                        help="e.g. RepVGG-A0, RepVGG-B1g4, repvgg_a2 (timm name), RepOptVGG-L1 (or RepOpt-VGG-L1)")
     add_flag(parser, "--pretrained", "--input", required=True,
              help="the PyTorch/timm weights: a .pth/.pt, .safetensors or .npz file")
-    add_flag(parser, "--file_name", "--output", required=True, help="MindSpore checkpoint to write (.ckpt)")
+    add_flag(parser, "--file_name", "--output", required=True,
+             help="MindSpore checkpoint to write (.ckpt), or .npz for hyper-search scales")
     parser.add_argument("--num_classes", type=int, help="default: read off the classifier weights")
     args = parser.parse_args(argv)
     import_weights(args.arch, args.pretrained, args.file_name, args.num_classes)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
+from src.engine.momentum_sgd import MomentumSGD
 from src.engine.repoptimizer import (
     RepOptimizer,
     grad_multiplier,
@@ -14,16 +15,23 @@ from src.engine.repoptimizer import (
 )
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
 from src.errors import UserError
+from src.models import create_model
+from src.models.parameters import trainable_millions
 from src.models.repopt import (
     BlockScales,
     RepOptSearchBlock,
     RepOptSearchNet,
     RepOptVGG,
     RepOptVGGBlock,
+    create_repopt_model,
     extract_scales,
     plain_blocks,
+    repopt_name,
 )
 from src.models.variants import CIFAR_LAYOUT, RepVGGVariant
+
+# The RepOpt paper's ImageNet models (github.com/DingXiaoH/RepOptimizers README), millions of trainable parameters.
+REPOPT_PARAMS_M = {"RepOptVGG-B1": 51.842, "RepOptVGG-B2": 80.331, "RepOptVGG-L1": 76.038, "RepOptVGG-L2": 118.133}
 
 # Every block kind: the stem and stride-2 first blocks (no identity), stride-1 blocks with identity, and grouped
 # convolutions on even-numbered blocks (stage2.0 and stage3.0 here).
@@ -109,9 +117,10 @@ def test_momentum_training_of_csla_net_equals_repoptimizer_training_of_plain_net
                 Tensor(np.eye(5, dtype=np.float32)[rng.integers(0, 5, 4)])) for _ in range(4)]
     lr = Tensor(np.array([0.2, 0.1, 0.05, 0.05], np.float32))  # a schedule: equivalence holds step by step
 
-    train(csla, nn.Momentum(csla.trainable_params(), lr, 0.9, use_nesterov=use_nesterov), batches)
+    # MomentumSGD, the optimiser the RepOptimizer wraps: nn.Momentum's CPU kernel ignores use_nesterov.
+    train(csla, MomentumSGD(csla.trainable_params(), lr, 0.9, use_nesterov=use_nesterov), batches)
     train(plain, RepOptimizer(plain.trainable_params(), mults, lr, 0.9, use_nesterov=use_nesterov), batches)
-    train(baseline, nn.Momentum(baseline.trainable_params(), lr, 0.9, use_nesterov=use_nesterov), batches)
+    train(baseline, MomentumSGD(baseline.trainable_params(), lr, 0.9, use_nesterov=use_nesterov), batches)
 
     expected = plain_twin(csla)
     for name, param in plain.parameters_and_names():
@@ -221,3 +230,29 @@ def test_repoptimizer_state_has_the_names_nn_momentum_checkpoints_so_resume_read
     repopt = RepOptimizer(plain.trainable_params(), {}, 0.1, 0.9)
     momentum = nn.Momentum(plain.trainable_params(), 0.1, 0.9)
     assert sorted(repopt.parameters_dict()) == sorted(momentum.parameters_dict())
+
+
+@pytest.mark.parametrize("arch", list(REPOPT_PARAMS_M))
+def test_param_counts_match_the_published_repopt_table(arch):
+    # Building allocates no weights yet and runs nothing, so even L2 counts in well under a second.
+    net = create_repopt_model(arch, num_classes=1000)
+    assert trainable_millions(net) == pytest.approx(REPOPT_PARAMS_M[arch], abs=0.0005)
+    assert net.arch == arch
+
+
+def test_l_models_are_deeper_than_b_models_with_the_same_widths():
+    l1, b1 = create_repopt_model("RepOptVGG-L1"), create_repopt_model("RepOptVGG-B1")
+    assert [len(stage) for stage in (l1.stage1, l1.stage2, l1.stage3, l1.stage4)] == [8, 14, 24, 1]
+    assert l1.variant.stage_widths == b1.variant.stage_widths == (128, 256, 512, 2048)
+    assert create_repopt_model("RepOptVGG-L2").variant.stage_widths == (160, 320, 640, 2560)
+
+
+def test_repopt_names_accept_the_official_spelling_and_name_their_search_net():
+    assert create_repopt_model("RepOpt-VGG-L1", num_classes=10).arch == "RepOptVGG-L1"
+    assert repopt_name("repopt_vgg_l2", search=True) == "RepOptVGG-L2-search"
+    assert repopt_name("RepVGG-B1") == "RepOptVGG-B1"
+
+
+def test_a_repopt_only_model_has_no_repvgg_form():
+    with pytest.raises(UserError, match="RepOptVGG-L1 is a RepOpt-VGG model and has no RepVGG form"):
+        create_model("RepOpt-VGG-L1")
