@@ -12,7 +12,7 @@ from src.engine.trainer import RESUME_LATEST, train
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    add_config_arguments(parser)
+    add_config_arguments(parser, argv)
     parser.add_argument("--resume", nargs="?", const=RESUME_LATEST, default=None, metavar="CKPT",
                         help="continue a run: from CKPT, or without a value from the newest epoch "
                              "checkpoint in train_url (a new run when there is none yet)")

@@ -21,13 +21,20 @@ from mindspore.dataset import transforms, vision
 
 from src.config import Config
 from src.data.demo_dataset import DEMO_CLASSES, write_demo_imagefolder
-from src.data.folders import EXTENSION_VARIANTS, check_data_url, class_indexing, folder_num_classes, image_files
+from src.data.folders import (
+    EXTENSION_VARIANTS,
+    check_data_url,
+    class_indexing,
+    folder_class_names,
+    folder_num_classes,
+    image_files,
+)
 from src.data.jpeg_guard import read_image_file
+from src.data.known_classes import cifar100_classes
 from src.data.mix import batch_mix
 from src.data.transforms import (
     eval_transforms,
     train_transforms,
-    uses_small_image_recipe,
 )
 from src.errors import UserError
 from src.logger import get_logger
@@ -47,12 +54,21 @@ def data_folder(cfg: Config, split: str) -> str:
 
 def dataset_num_classes(cfg: Config) -> int:
     """Classes in the configured data set: class folders for image folders, 100 for CIFAR100, 8 for demo."""
-    uses_small_image_recipe(cfg)  # rejects an unknown ``set``
     if cfg.set == "CIFAR100":
         return CIFAR100_CLASSES
     if cfg.set == "demo":
         return len(DEMO_CLASSES)
     return folder_num_classes(cfg.data_url)
+
+
+def dataset_class_names(cfg: Config) -> list[str]:
+    """Names of the configured data set's classes in label order: the class folders of an image folder,
+    CIFAR-100's fine labels, the demo set's shapes."""
+    if cfg.set == "CIFAR100":
+        return list(cifar100_classes())
+    if cfg.set == "demo":
+        return list(DEMO_CLASSES)
+    return folder_class_names(cfg.data_url)
 
 
 def parallel_workers(cfg: Config) -> int:

@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from src.atomic_files import check_writable_folder
 from src.checkpoint_files import EMA_PREFIX
+from src.class_names import CLASSES_FILE, write_classes_file
 from src.config import Config, save_config
-from src.data import create_dataset, data_folder, iterate_checked
+from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
 from src.data.image_check import images_to_skip
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
@@ -110,7 +111,8 @@ class Trainer:
         # AMP changes the trained Cells in place (casts to float16); evaluation, conversion and export use
         # this float32 twin, into which the current (or EMA) weights are copied.
         self.eval_net = build_network(cfg)
-        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max)
+        self.class_names = dataset_class_names(cfg)
+        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max, self.class_names)
         self.logbook = Logbook(cfg.train_url, f"{self.net.arch} on {cfg.set}")
         self.position = RunPosition()
         self.stop = StopRequest(placement.distributed)
@@ -225,6 +227,7 @@ class Trainer:
         cfg = self.cfg
         if self.placement.is_main:
             save_config(cfg, Path(cfg.train_url) / "config.yaml")
+            write_classes_file(Path(cfg.train_url) / CLASSES_FILE, self.class_names)
             removed = self.keeper.remove_staging_files()
             if removed:
                 self.log.info(f"removed {removed} unfinished checkpoint file(s) of an interrupted earlier write")

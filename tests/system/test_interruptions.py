@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import ARCH, DEMO_CONFIG, EPOCHS, STEPS_PER_EPOCH, train_args
 
+from src.checkpoint_files import read_checkpoint
 from src.config import load_config
 from src.data import write_demo_imagefolder
 from src.engine.trainer import train
@@ -63,7 +64,7 @@ def run_to_end(args: list[str]) -> TrainProcess:
 
 
 def final_weights(out: Path) -> dict[str, np.ndarray]:
-    return {name: p.asnumpy() for name, p in ms.load_checkpoint(str(out / f"{ARCH}-epoch{EPOCHS:04d}.ckpt")).items()}
+    return {name: p.asnumpy() for name, p in read_checkpoint(out / f"{ARCH}-epoch{EPOCHS:04d}.ckpt").items()}
 
 
 def assert_same_run(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> None:
@@ -134,7 +135,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_writes_no_non_finite_che
     assert "training diverged: 3 steps in a row had a non-finite loss or gradients" in run.stderr
     assert "Traceback" not in run.stderr
     for checkpoint in out.glob("*.ckpt"):
-        for name, value in ms.load_checkpoint(str(checkpoint)).items():
+        for name, value in read_checkpoint(checkpoint).items():
             assert np.isfinite(value.asnumpy()).all(), f"{checkpoint.name}: {name}"
 
 
