@@ -1,18 +1,31 @@
 # `make test` and `make demo` work from a bare clone: the virtual environment is created on first use.
+# `make demo` installs only what the demo needs (requirements.txt); `make test` adds the test tools
+# (requirements-dev.txt, shellcheck) and first checks what it cannot install itself: cmake and g++ for the
+# C++ inference harness, and CPython 3.7 plus PyPI access for MindSpore Lite (scripts/setup_mindspore_lite.sh).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: test test-unit test-system lint demo clean-venv
+.PHONY: test test-unit test-system test-prerequisites lint demo clean-venv
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(RUNTIME_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	command -v shellcheck >/dev/null || (apt-get update -qq && apt-get install -y -qq shellcheck)
 	touch $(STAMP)
 
-test: $(STAMP)
+test-prerequisites:
+	@command -v cmake >/dev/null || { echo "error: make test needs cmake to build the C++ inference harness (Debian/Ubuntu: apt-get install cmake)" >&2; exit 2; }
+	@command -v g++ >/dev/null || { echo "error: make test needs g++ (C++17) to build the C++ inference harness (Debian/Ubuntu: apt-get install g++)" >&2; exit 2; }
+	@bash scripts/setup_mindspore_lite.sh >/dev/null
+
+test: $(STAMP) test-prerequisites
 	$(PY) -m ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
@@ -23,7 +36,7 @@ test-unit: $(STAMP)
 
 # Whole runs: entry points, interruptions, distributed launches, launch scripts, the C++ harness, the demo,
 # every architecture.
-test-system: $(STAMP)
+test-system: $(STAMP) test-prerequisites
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests/system
 
 lint: $(STAMP)
@@ -32,5 +45,5 @@ lint: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(PY) -m src.tools.demo

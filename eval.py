@@ -5,13 +5,13 @@ import argparse
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
 from src.cli import run_cli
-from src.config import add_config_arguments, config_from_args
+from src.config import EVAL_KEYS, add_config_arguments, config_from_args
 from src.engine.evaluation import run_evaluation
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    add_config_arguments(parser)
+    add_config_arguments(parser, argv, shown=EVAL_KEYS, required=("pretrained",))
     parser.add_argument("--result_json", default=None, help="where to write the metrics (default: next to "
                         "the checkpoint, <checkpoint>.eval.json)")
     parser.add_argument("--no_ema", action="store_true", help="evaluate the raw weights even if EMA ones exist")

@@ -7,7 +7,7 @@ DIR is a data set root with val/<class>/<image>, or a split folder <class>/<imag
 import argparse
 
 import src  # noqa: F401  (sets the CPU speed guard before MindSpore loads)
-from src.cli import run_cli
+from src.cli import add_flag, run_cli
 from src.config import load_config
 from src.deploy.offline_eval import write_bin_dataset
 
@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, metavar="PATH",
                         help="YAML recipe: its image_size, crop_pct, interpolation and set define the preprocessing")
-    parser.add_argument("--dataset_path", required=True, help="data set root (with val/) or a class-folder split")
+    add_flag(parser, "--dataset_path", "--data_url", required=True,
+             help="data set root (with val/) or a class-folder split")
     parser.add_argument("--output_path", required=True, help="where 00_data/ and labels.json go")
     parser.add_argument("--batch_size", type=int, default=1,
                         help="images per .bin file: the batch size the model was exported with (default 1)")

@@ -1,7 +1,7 @@
 """int8 accuracy on the demo set: top-1 of fp32, int8 with per-channel and with per-tensor weight scales.
 
 A RepVGG-A0-cifar trained on the built-in demo set as `make demo` trains it (src/configs/demo.yaml), or a
-checkpoint of one (``--checkpoint``, train or deploy form), is converted, exported to ONNX and quantised twice
+checkpoint of one (``--pretrained``, train or deploy form), is converted, exported to ONNX and quantised twice
 with onnxruntime (static QDQ, MinMax calibration on training images, uint8 activations, int8 weights): with one
 weight scale per output channel, and with one per tensor. Both are evaluated on the held-out demo images.
 
@@ -10,7 +10,7 @@ its own gamma / sigma, so after conversion the channels' weight ranges differ wi
 by the widest channel, and a narrow channel is left with a few of the 127 int8 levels; ``per_tensor_levels``
 measures how many, on the fused kernels themselves.
 
-    .venv/bin/python -m benchmarks.int8_accuracy [--checkpoint CKPT] [--epochs 8] [--demo_data ./data/demo]
+    .venv/bin/python -m benchmarks.int8_accuracy [--pretrained CKPT] [--epochs 8] [--demo_data ./data/demo]
         [--calibration_images 256] [--threads 2] [--csv benchmarks/results/int8_accuracy.csv]
 """
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmarks.mindspore_context import use_graph_mode_on_cpu
 from benchmarks.results_csv import write_rows
+from src.cli import add_flag
 from src.config import Config, load_config
 from src.deploy.export import export_network
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
@@ -118,7 +119,8 @@ def measure_int8_accuracy(checkpoint: str | None, epochs: int | None, threads: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="a trained RepVGG-A0-cifar demo checkpoint (default: train one now)")
+    add_flag(parser, "--pretrained", "--checkpoint",
+             help="a trained RepVGG-A0-cifar demo checkpoint (default: train one now)")
     parser.add_argument("--epochs", type=int, help="training epochs when no checkpoint is given (default: the "
                                                    "demo config's)")
     parser.add_argument("--demo_data", help="the demo set's folder, written if missing (default: the config's)")
@@ -128,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     use_graph_mode_on_cpu(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        result = measure_int8_accuracy(args.checkpoint, args.epochs, args.threads, Path(scratch),
+        result = measure_int8_accuracy(args.pretrained, args.epochs, args.threads, Path(scratch),
                                        args.calibration_images, args.demo_data)
     layer, levels = result.narrowest_layer
     print(f"per-tensor scales leave the median fused-kernel channel {result.median_levels:.0f} of {INT8_LEVELS} "

@@ -12,7 +12,7 @@ top-1 of fp32, int8 per-channel and int8 per-tensor on the demo set; and the tar
 Outputs in --out: machine.csv, complexity.csv, inference_speed.csv, train_throughput.csv, int8_accuracy.csv,
 report.md, inference_<arch>.png, training.png, int8_accuracy.png. Batch 8 is in the default batches because the
 re-parameterisation target is defined there. RepVGG-A0 with the defaults took 16 minutes on 2 cores shared with
-other jobs (less on a quiet machine); --checkpoint skips the demo training (a few minutes), and --repeats,
+other jobs (less on a quiet machine); --pretrained skips the demo training (a few minutes), and --repeats,
 --train_steps and --warmup trade precision for time.
 """
 
@@ -40,6 +40,7 @@ from benchmarks.results_csv import write_rows
 from benchmarks.targets import check_targets
 from benchmarks.train_throughput import measure_training
 from src.atomic_files import write_text_atomic
+from src.cli import add_flag
 from src.models import create_model, repvgg_model_convert
 from src.models.parameters import trainable_millions
 
@@ -92,7 +93,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument("--train_steps", type=int, default=5, help="timed steps per row")
     int8 = parser.add_argument_group("int8 accuracy on the demo set")
     int8.add_argument("--skip_int8", action="store_true")
-    int8.add_argument("--checkpoint", help="a trained RepVGG-A0-cifar demo checkpoint (default: train one now)")
+    add_flag(int8, "--pretrained", "--checkpoint",
+             help="a trained RepVGG-A0-cifar demo checkpoint (default: train one now)")
     int8.add_argument("--demo_epochs", type=int, help="epochs when training it (default: the demo config's)")
     int8.add_argument("--demo_data", help="the demo set's folder, written if missing (default: the config's)")
     int8.add_argument("--calibration_images", type=int, default=CALIBRATION_IMAGES)
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                                         args.warmup, args.train_steps, args.threads, folder, with_torch)
         if not args.skip_int8:
             stages.begin("int8 accuracy on the demo set")
-            int8 = measure_int8_accuracy(args.checkpoint, args.demo_epochs, args.threads, folder,
+            int8 = measure_int8_accuracy(args.pretrained, args.demo_epochs, args.threads, folder,
                                          args.calibration_images, args.demo_data)
 
     stages.begin("FP32 limit again: the best of both measurements is kept")

@@ -57,14 +57,18 @@ def torch_deploy_state(deploy_net: VGGStages) -> dict[str, np.ndarray]:
     return state
 
 
-def run_torch_job(job: dict, folder: Path) -> TorchTimings:
-    job_file = folder / f"torch_{job['kind']}.json"
+def run_torch_child(module: str, job: dict, job_file: Path, timeout: float = 3600) -> dict:
+    """Run ``python -m module job_file`` (the job written there as JSON) and return the JSON line it prints."""
     job_file.write_text(json.dumps(job))
-    completed = subprocess.run([sys.executable, "-m", "benchmarks.torch_repvgg", str(job_file)], cwd=REPO,
-                               env=environment_without_guard(), capture_output=True, text=True, timeout=3600)
+    completed = subprocess.run([sys.executable, "-m", module, str(job_file)], cwd=REPO,
+                               env=environment_without_guard(), capture_output=True, text=True, timeout=timeout)
     if completed.returncode != 0:
         raise RuntimeError(f"the PyTorch benchmark process failed:\n{completed.stderr[-2000:]}")
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_torch_job(job: dict, folder: Path) -> TorchTimings:
+    result = run_torch_child("benchmarks.torch_repvgg", job, folder / f"torch_{job['kind']}.json")
     seconds = {int(batch): Timing(tuple(values)) for batch, values in result["seconds"].items()}
     return TorchTimings(seconds, result["torch"], result["cpu_capability"], result.get("max_relative_difference"))
 

@@ -78,6 +78,7 @@ else
     python="python3"
 fi
 model="$(realpath "$model")"
+exported="$model"  # the file export.py wrote: its class names are shown by postprocess.py
 dataset_path="$(realpath "$dataset_path")"
 config="$(realpath "$config")"
 
@@ -105,6 +106,6 @@ run_step "infer on $device_target" infer.log \
     --cpu_threads="$cpu_threads"
 run_step "postprocess" acc.log \
     "$python" "$repo/postprocess.py" --result_path ./result_Files \
-    --label_path ./preprocess_Result/labels.json
+    --label_path ./preprocess_Result/labels.json --model "$exported"
 grep "mean latency" infer.log >>acc.log
 grep -E "^top-[15] accuracy|mean latency" acc.log

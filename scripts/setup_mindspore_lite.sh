@@ -57,8 +57,15 @@ start=$SECONDS
 # No stamp means no complete install: start from a fresh venv, so an interrupted earlier setup cannot get in the way.
 "$python37" -m venv --clear "$venv"
 # The wheel is tagged manylinux1 for cp37, so the 3.7 venv's own pip selects it with no platform flags.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "mindspore-lite==$LITE_VERSION" "numpy==$NUMPY_VERSION"
+# Offline or behind a proxy, pip's many lines of retries and tracebacks become one line; its log is kept.
+log="$venv/pip-install.log"
+if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "mindspore-lite==$LITE_VERSION" "numpy==$NUMPY_VERSION" >"$log" 2>&1; then
+    reason=$(grep -m1 '^ERROR' "$log" || tail -n1 "$log")
+    echo "error: cannot install MindSpore Lite $LITE_VERSION from PyPI (offline, or no proxy set?): $reason" \
+        "(full pip output: $log)" >&2
+    exit 2
+fi
 package_dir >/dev/null
 touch "$stamp"
 echo "MindSpore Lite $LITE_VERSION installed in $venv in $((SECONDS - start)) s" >&2

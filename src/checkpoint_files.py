@@ -3,21 +3,25 @@
 Below the engine, deployment and tools, which all read the same files. What a training checkpoint holds is
 written down here once: the network's own weights (``stage0.`` ... ``linear.``), EMA shadow weights under
 ``EMA_PREFIX``, optimiser moments and loss scale, and the run position; BatchNorm statistics backed up during
-a step (``BN_BACKUP_PREFIX``) are never saved. ``checkpoint_form`` is the one answer to "which network do
-these weight names describe": RepVGG train or deploy form (our, official or timm naming), RepOpt-VGG plain
-or search net, or the fake-quantised (int8-simulating) network of quantisation-aware training.
+a step (``BN_BACKUP_PREFIX``) are never saved. Every checkpoint we write may also carry the model's class names
+(the string entry ``class_names``, see ``src.class_names``): ``read_checkpoint`` leaves it out, so whoever walks
+the entries sees tensors only, and ``read_checkpoint_class_names`` reads it. ``checkpoint_form`` is the one
+answer to "which network do these weight names describe": RepVGG train or deploy form (our, official or timm
+naming), RepOpt-VGG plain or search net, or the fake-quantised (int8-simulating) network of quantisation-aware
+training.
 """
 
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from pathlib import Path
 
 import mindspore as ms
 
 from src.atomic_files import ensure_folder
+from src.class_names import CHECKPOINT_KEY, decode_class_names, encode_class_names
 from src.errors import UserError
 
 EMA_PREFIX = "ema."
@@ -63,9 +67,12 @@ def is_deploy_form(names: Iterable[str]) -> bool:
 
 
 def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike, append_dict: dict | None = None,
-                           choice_func: Callable[[str], bool] | None = None) -> Path:
+                           choice_func: Callable[[str], bool] | None = None,
+                           class_names: Sequence[str] | None = None) -> Path:
     """Write ``save_obj`` (a Cell or a list of {"name", "data"} dicts) to ``path`` atomically; ``choice_func``
-    selects parameters by name, as in ``mindspore.save_checkpoint``."""
+    selects parameters by name, as in ``mindspore.save_checkpoint``; ``class_names`` go in with the weights."""
+    if class_names:
+        append_dict = {**(append_dict or {}), CHECKPOINT_KEY: encode_class_names(class_names)}
     target = Path(path)
     if target.suffix != ".ckpt":
         raise UserError(f"checkpoint path must end in .ckpt: {target}")
@@ -92,14 +99,28 @@ def save_checkpoint_atomic(save_obj: ms.nn.Cell | list, path: str | os.PathLike,
 
 
 def read_checkpoint(path: str | Path) -> dict:
+    """Every tensor in the checkpoint, by name (the class names entry, a string, is left out)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        return ms.load_checkpoint(str(path))
+        params = ms.load_checkpoint(str(path))
     except (RuntimeError, ValueError, OSError) as error:
         raise UserError(f"cannot read checkpoint {path}: it is damaged or not a MindSpore checkpoint "
                         f"({str(error).splitlines()[0]})") from error
+    params.pop(CHECKPOINT_KEY, None)
+    return params
+
+
+def read_checkpoint_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names inside the checkpoint file at ``path`` (None when it has none or cannot be read: the
+    reader of its weights reports a damaged file)."""
+    try:
+        params = ms.load_checkpoint(os.fspath(path), choice_func=lambda name: name == CHECKPOINT_KEY)
+    except (RuntimeError, ValueError, OSError):
+        return None  # MindSpore raises ValueError when nothing matched the choice
+    text = params.get(CHECKPOINT_KEY)
+    return decode_class_names(text, str(path)) if isinstance(text, str) else None
 
 
 def network_weights(params: dict, prefer_ema: bool = True) -> tuple[dict, bool]:

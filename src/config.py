@@ -13,10 +13,12 @@ are read first and the including file overrides them. Relative paths *inside* a 
 
 import argparse
 import difflib
+import inspect
 import math
 import os
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,6 +26,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from src.atomic_files import write_text_atomic
+from src.cli import add_flag
 from src.errors import UserError
 from src.models.variants import resolve_arch
 from src.rand_augment_spec import parse_rand_augment
@@ -32,57 +35,63 @@ from src.rand_augment_spec import parse_rand_augment
 @dataclass(frozen=True)
 class Config:
     # ===== Architecture ===== #
-    arch: str = "RepVGG-A0"
-    num_classes: int = 1000
-    image_size: int = 224
+    arch: str = "RepVGG-A0"                 # RepVGG-A0 ... B3g4, RepOptVGG-*; *-cifar: 32 px variants
+    num_classes: int = 1000                 # outputs of the classifier
+    image_size: int = 224                   # side of the training crop and of the evaluated image, in pixels
     # ===== Data set ===== #
-    data_url: str = "./dataset"             # ImageNet: folder with train/ and val/; CIFAR100: binary folder
-    set: str = "ImageNet"                   # ImageNet | CIFAR100 | demo
+    data_url: str = "./dataset"             # data: a folder with train/ and val/; CIFAR100: its binary folder
+    set: str = "ImageNet"                   # kind of data: ImageNet (any class folders) | CIFAR100 | demo
     crop_pct: float = 0.875                 # eval: resize to image_size / crop_pct, then centre crop
-    interpolation: str = "bicubic"          # bilinear | bicubic | nearest | area
-    auto_augment: str | None = None         # None | "rand-m9-n2-mstd0.5" style RandAugment | "autoaug"
+    # Image folders (set ImageNet), training crop: share of the image's area and aspect ratio, as timm and mindcv
+    # name them; small images want a larger share.
+    scale: tuple[float, float] = (0.08, 1.0)  # random-resized crop: low, high share of the image's area
+    ratio: tuple[float, float] = (0.75, 4 / 3)  # random-resized crop: low, high aspect ratio (width / height)
+    check_images: bool = True               # image folders: decode every image once before training, list bad ones
+    skip_bad_images: bool = False           # train without unreadable or empty image files instead of refusing
+    interpolation: str = "bicubic"          # resize filter: bilinear | bicubic | nearest | area
+    auto_augment: str | None = None         # None | RandAugment spec as "rand-m9-n2-mstd0.5" | "autoaug"
     re_prob: float = 0.0                    # RandomErasing probability
-    re_mode: str = "pixel"                  # const | rand | pixel
-    re_count: int = 1
+    re_mode: str = "pixel"                  # RandomErasing fill: const | rand | pixel
+    re_count: int = 1                       # RandomErasing: rectangles erased per image
     mix_up: float = 0.0                     # MixUp alpha (0: off)
     cutmix: float = 0.0                     # CutMix alpha (0: off)
     mixup_prob: float = 1.0                 # probability of applying MixUp/CutMix to a batch
     switch_prob: float = 0.5                # probability of CutMix instead of MixUp when both are on
     mixup_mode: str = "batch"               # only "batch": one MixUp/CutMix draw per batch
-    label_smoothing: float = 0.1
-    num_parallel_workers: int = 8
+    label_smoothing: float = 0.1            # cross entropy label smoothing (0: off)
+    num_parallel_workers: int = 8           # data-loading workers (at most the CPUs of the machine)
     # ===== Optimiser and learning rate ===== #
-    optimizer: str = "momentum"             # momentum | adamw | repopt (RepOpt-VGG, see below)
+    optimizer: str = "momentum"             # momentum | adamw | repopt (RepOpt-VGG with the RepOptimizer)
     # Peak learning rate, used as given. The ModelZoo code multiplied it by global batch / 512 out of
     # sight; here each recipe states the rate for its global batch (see src/configs/imagenet_base.yaml).
     base_lr: float = 0.1
-    warmup_lr: float = 7e-8
-    min_lr: float = 0.0
-    lr_scheduler: str = "cosine_lr"         # cosine_lr | step_lr | constant_lr
+    warmup_lr: float = 7e-8                 # learning rate at the start of the warm-up
+    min_lr: float = 0.0                     # cosine_lr: learning rate at the end
+    lr_scheduler: str = "cosine_lr"         # learning-rate schedule: cosine_lr | step_lr | constant_lr
     lr_adjust: int = 30                     # step_lr: epochs between decays
     lr_gamma: float = 0.1                   # step_lr: decay factor
     warmup_length: int = 0                  # warm-up epochs
-    momentum: float = 0.9
-    nesterov: bool = False
-    beta: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 1e-4
+    momentum: float = 0.9                   # momentum optimiser: momentum factor
+    nesterov: bool = False                  # momentum optimiser: Nesterov momentum
+    beta: tuple[float, float] = (0.9, 0.999)  # adamw: decay rates of the moment estimates
+    eps: float = 1e-8                       # adamw: added to the denominator
+    weight_decay: float = 1e-4              # L2 penalty on the weights
     # ===== Network training ===== #
-    amp_level: str = "O1"                   # O0 | O1 | O2 | O3
-    is_dynamic_loss_scale: bool = True
-    loss_scale: float = 1024.0
-    clip_global_norm_value: float = 5.0     # 0: no clipping
+    amp_level: str = "O1"                   # mixed precision: O0 (float32) | O1 | O2 | O3
+    is_dynamic_loss_scale: bool = True      # mixed precision: adapt the loss scale (fixed on CPU)
+    loss_scale: float = 1024.0              # mixed precision: the (initial) loss scale
+    clip_global_norm_value: float = 5.0     # clip gradients to this global norm (0: no clipping)
     # A step whose loss or gradients are not finite is skipped; this many in a row stop the run (diverged).
     max_nonfinite_steps: int = 20
-    epochs: int = 120
-    batch_size: int = 64                    # per device
-    with_ema: bool = False
+    epochs: int = 120                       # training epochs
+    batch_size: int = 64                    # images per step on each device
+    with_ema: bool = False                  # keep an EMA of the weights: evaluated and exported when present
     sync_bn: bool = False                   # data parallel on Ascend: BatchNorm statistics across devices
-    ema_decay: float = 0.9999
-    seed: int = 0
+    ema_decay: float = 0.9999               # EMA decay per step
+    seed: int = 0                           # seed of the initial weights, data order and augmentation
     # ===== Knowledge distillation (seed 003) ===== #
     teacher_arch: str | None = None         # any registered arch; the teacher has the student's num_classes
-    teacher_ckpt: str | None = None         # its checkpoint, train or deploy form (EMA weights preferred)
+    teacher_ckpt: str | None = None         # the teacher's checkpoint, train or deploy form (EMA weights preferred)
     kd_alpha: float = 0.0                   # weight of the distillation term (0: off, 1: teacher only)
     kd_temperature: float = 4.0             # softmax temperature of the distillation term
     # ===== RepOpt-VGG (seed 002) ===== #
@@ -91,19 +100,18 @@ class Config:
     repopt_scales: str | None = None        # .npz of searched scales; read when optimizer is repopt
     repopt_search: bool = False             # train RepOptSearchNet and write <train_url>/RepOptVGG-<..>-scales.npz
     # ===== Quantisation-aware training ===== #
-    # qat: true fuses the network of `pretrained` (any form eval.py reads) and fine-tunes it with simulated int8
-    # (src/models/fake_quant.py) for `epochs` epochs; activation ranges follow an EMA, then stay fixed for the
-    # last `qat_freeze_epochs` epochs so that the weights adapt to the ranges the int8 model will use.
-    qat: bool = False
-    qat_freeze_epochs: int = 1
+    # Activation ranges follow an EMA, then stay fixed for the last qat_freeze_epochs epochs, so that the weights
+    # adapt to the ranges the int8 model will use.
+    qat: bool = False                       # fine-tune the fused net of `pretrained` (any form) with simulated int8
+    qat_freeze_epochs: int = 1              # QAT: last epochs with the activation ranges fixed
     # ===== Checkpoints, logs, evaluation ===== #
-    train_url: str = "./output"             # checkpoints, CSV log, curves
-    keep_checkpoint_max: int = 5
+    train_url: str = "./output"             # output folder: checkpoints, CSV log, curves
+    keep_checkpoint_max: int = 5            # epoch checkpoints kept (the best one is kept besides)
     eval_every: int = 1                     # evaluate on val every N epochs (0: only at the end)
-    pretrained: str | None = None
+    pretrained: str | None = None           # checkpoint: to fine-tune from (train), evaluate or export
     # ===== Hardware ===== #
-    device_target: str = "CPU"              # CPU | GPU | Ascend
-    device_id: int = 0
+    device_target: str = "CPU"              # where to run: CPU | GPU | Ascend
+    device_id: int = 0                      # which device of the machine
 
     def __post_init__(self) -> None:
         """Check and normalise every value (type, range, choice, registered spelling), then the rules between
@@ -155,6 +163,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 DATASETS_ON_DISK = ("ImageNet", "CIFAR100")
 
 _FIELDS = {field.name: field for field in fields(Config)}
+_REQUIRED_DEST = "required_config_keys"
 
 # ---------------------------------------------------------------------------------------------------
 # Value checks. Each takes a value and returns it (possibly normalised) or raises UserError(reason);
@@ -277,6 +286,18 @@ def _check_beta(value: tuple[float, float]) -> tuple[float, float]:
     return tuple(_FRACTION(b) for b in value)
 
 
+def _ordered_range(check: Check) -> Check:
+    """A [low, high] pair whose ends pass ``check`` and come in order."""
+
+    def check_pair(value: tuple[float, float]) -> tuple[float, float]:
+        low, high = (check(end) for end in value)
+        if low > high:
+            raise UserError(f"expected [low, high] with low <= high, got {list(value)}")
+        return (low, high)
+
+    return check_pair
+
+
 _POSITIVE = _interval(0, low_open=True)
 _NON_NEGATIVE = _interval(0)
 _PROBABILITY = _interval(0, 1)
@@ -289,6 +310,8 @@ _RULES: dict[str, Check] = {
     "image_size": _interval(1),
     "set": _one_of(*CHOICES["set"]),
     "crop_pct": _interval(0, 1, low_open=True),
+    "scale": _ordered_range(_interval(0, 1, low_open=True)),
+    "ratio": _ordered_range(_interval(0, low_open=True)),
     "interpolation": _one_of(*CHOICES["interpolation"]),
     "auto_augment": _check_auto_augment,
     "re_prob": _PROBABILITY,
@@ -348,6 +371,8 @@ _NEEDS = (
 
 # Settings that cannot be combined: (key, other key, whether this config combines them, why).
 _CONFLICTS = (
+    ("skip_bad_images", "check_images", lambda cfg: cfg.skip_bad_images and not cfg.check_images,
+     "the bad files to skip are found by the image check"),
     ("repopt_search", "optimizer", lambda cfg: cfg.repopt_search and cfg.optimizer == "repopt",
      "the search trains the multi-branch search net with momentum or adamw and writes the scales that "
      "optimizer: repopt then uses on the plain net"),
@@ -525,21 +550,74 @@ def save_config(cfg: Config, path: str | os.PathLike[str]) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+# The keys that matter when a trained model is used rather than trained: eval.py shows these in --help,
+# export.py those that shape the exported graph and its recorded preprocessing. The others stay accepted.
+EXPORT_KEYS = ("arch", "num_classes", "image_size", "set", "crop_pct", "interpolation", "batch_size", "pretrained",
+               "device_target", "device_id")
+EVAL_KEYS = (*EXPORT_KEYS, "data_url", "num_parallel_workers")
+# Names other scripts (and the ModelZoo's offline-inference scripts) use for a key, accepted as aliases.
+FLAG_ALIASES = {"data_url": ("--dataset_path",), "pretrained": ("--checkpoint",)}
+
+
+def key_help() -> dict[str, str]:
+    """Each key's description, read from the comments of ``Config``: the comment on its line, else the comment
+    lines right above it (section titles are not descriptions)."""
+    described, above = {}, []
+    for line in inspect.getsource(Config).splitlines():
+        text = line.strip()
+        if text.startswith("# ====="):
+            above = []
+        elif text.startswith("#"):
+            above.append(text.lstrip("# "))
+        elif (field := re.match(r"(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", text)) and field[1] in _FIELDS:
+            described[field[1]] = field[2] or " ".join(above)
+            above = []
+    return described
+
+
+def _recipe_values(argv: Sequence[str] | None) -> dict[str, Any]:
+    """The values of the recipe named by --config in ``argv``, to show as defaults in --help; nothing when there
+    is none or it cannot be read (parsing then reports the problem)."""
+    finder = argparse.ArgumentParser(add_help=False)
+    finder.add_argument("--config")
+    config = finder.parse_known_args(argv)[0].config
+    try:
+        return {key: value for key, (value, _) in _read_recipe(Path(config)).items()} if config else {}
+    except UserError:
+        return {}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
+                         shown: Sequence[str] | None = None, required: Sequence[str] = (),
+                         help_overrides: Mapping[str, str] | None = None) -> None:
     """Add ``--config PATH`` (required) and one ``--<key> VALUE`` override per Config key.
 
-    Entry points must not add flags of their own with a Config key's name (e.g. ``--pretrained``):
-    those already exist here and are validated with the rest of the config.
+    Help for each key is its comment in ``Config``, with the default of the recipe ``--config`` names in
+    ``argv`` (else the built-in one). ``shown`` limits --help to those keys (the others are still accepted);
+    ``required`` keys are marked so (``config_from_args`` checks them); ``help_overrides`` replaces a key's
+    help where a script reads it differently. Entry points must not add flags of their own with a Config key's
+    name (e.g. ``--pretrained``): those already exist here and are validated with the rest of the config.
     """
     parser.add_argument("--config", required=True, metavar="PATH",
                         help="YAML recipe, e.g. src/configs/RepVGG-A0.yaml")
+    listed = "any config key" if shown is None else "the config keys used here (the others are accepted too)"
     group = parser.add_argument_group(
-        "config overrides", "any config key; values are read as YAML: --epochs 3, --with_ema true, "
+        "config overrides", f"{listed}; values are read as YAML: --epochs 3, --with_ema true, "
         "--beta '[0.9, 0.99]', --auto_augment None")
+    recipe, described, overrides = _recipe_values(argv), key_help(), dict(help_overrides or {})
     for name, field in _FIELDS.items():
+        default = f"recipe: {recipe[name]}" if name in recipe else f"built-in default: {field.default}"
+        if name in overrides:
+            text = overrides[name]
+        elif name in required:
+            text = f"{described[name]} (required{'' if recipe.get(name) is None else f'; {default}'})"
+        else:
+            text = f"{described[name]} ({default})"
+        hidden = shown is not None and name not in shown
         # SUPPRESS leaves flags that were not given out of the namespace, so they override nothing.
-        group.add_argument(f"--{name}", metavar="VALUE", default=argparse.SUPPRESS,
-                           help=f"(built-in default: {field.default})")
+        add_flag(group, f"--{name}", *FLAG_ALIASES.get(name, ()), metavar="VALUE", default=argparse.SUPPRESS,
+                 help=argparse.SUPPRESS if hidden else text.replace("%", "%%"))
+    parser.set_defaults(**{_REQUIRED_DEST: tuple(required)})
 
 
 def _parse_flag(name: str, text: str) -> Any:
@@ -553,6 +631,11 @@ def _parse_flag(name: str, text: str) -> Any:
 
 
 def config_from_args(args: argparse.Namespace, check_paths: bool = True) -> Config:
-    """The Config named by ``args.config`` with every ``--<key>`` flag given applied on top."""
+    """The Config named by ``args.config`` with every ``--<key>`` flag given applied on top; a key the script
+    requires must have a value, from the flag or the recipe."""
     overrides = {name: _parse_flag(name, getattr(args, name)) for name in _FIELDS if hasattr(args, name)}
-    return load_config(args.config, overrides, check_paths=check_paths)
+    cfg = load_config(args.config, overrides, check_paths=check_paths)
+    missing = [name for name in getattr(args, _REQUIRED_DEST, ()) if getattr(cfg, name) is None]
+    if missing:
+        raise UserError(f"--{missing[0]} is required (on the command line or in {args.config})")
+    return cfg

@@ -11,12 +11,14 @@ The launcher is read from the environment (the scripts in ``scripts/`` set it up
 - Anything else is one process on ``device_id``.
 """
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
+import mindspore.device_context as device_context
 from mindspore.communication import get_group_size, get_rank, init
 
 from src.config import Config
@@ -24,6 +26,7 @@ from src.errors import UserError
 from src.logger import get_logger
 
 SINGLE, MSRUN, RANK_TABLE = "single process", "msrun", "rank table"
+_DEVICE_MODULES = {"CPU": device_context.cpu, "GPU": device_context.gpu, "Ascend": device_context.ascend}
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,26 @@ def detect_launch(configured_device_id: int, environ: Mapping[str, str] = os.env
     return Launch(SINGLE, configured_device_id)
 
 
+def device_available(target: str) -> bool:
+    """Whether this MindSpore build can run on ``target`` (CPU, GPU or Ascend)."""
+    # MindSpore logs a warning with its plugin-loading details for every device it lacks: not news here.
+    logging.disable(logging.WARNING)
+    try:
+        return bool(_DEVICE_MODULES[target].is_available())
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def require_device(target: str) -> None:
+    """UserError, naming the way to run on CPU, when this MindSpore build cannot run on ``target``."""
+    if not device_available(target):
+        present = [name for name in _DEVICE_MODULES if device_available(name)]
+        raise UserError(f"device_target {target}: this MindSpore build cannot run on {target} (it has "
+                        f"{', '.join(present)}); add --device_target CPU to run on this machine's CPU")
+
+
 def setup_device(cfg: Config, graph_mode: bool = True) -> Placement:
+    require_device(cfg.device_target)
     launch = detect_launch(cfg.device_id)
     ms.set_context(mode=ms.GRAPH_MODE if graph_mode else ms.PYNATIVE_MODE)
     ms.set_device(cfg.device_target, launch.device_id)

@@ -6,7 +6,7 @@ from src.data.checked import (
     iterate_checked,
     reported_image_errors,
 )
-from src.data.datasets import SPLITS, create_dataset, data_folder, dataset_num_classes
+from src.data.datasets import SPLITS, create_dataset, data_folder, dataset_class_names, dataset_num_classes
 from src.data.demo_dataset import DEMO_CLASSES, generate_demo_split, write_demo_imagefolder
 from src.data.transforms import (
     CIFAR_MEAN,
@@ -28,6 +28,7 @@ __all__ = [
     "SPLITS",
     "create_dataset",
     "data_folder",
+    "dataset_class_names",
     "dataset_num_classes",
     "eval_transforms",
     "explain_pipeline_error",

@@ -16,18 +16,25 @@ import os
 
 import mindspore as ms
 import mindspore.dataset as ds
-from mindspore.dataset import transforms
+import numpy as np
+from mindspore.dataset import transforms, vision
 
 from src.config import Config
 from src.data.demo_dataset import DEMO_CLASSES, write_demo_imagefolder
-from src.data.folders import EXTENSION_VARIANTS, check_data_url, class_indexing, folder_num_classes
+from src.data.folders import (
+    EXTENSION_VARIANTS,
+    check_data_url,
+    class_indexing,
+    folder_class_names,
+    folder_num_classes,
+    image_files,
+)
 from src.data.jpeg_guard import read_image_file
+from src.data.known_classes import cifar100_classes
 from src.data.mix import batch_mix
 from src.data.transforms import (
     eval_transforms,
-    train_reads_encoded_images,
     train_transforms,
-    uses_small_image_recipe,
 )
 from src.errors import UserError
 from src.logger import get_logger
@@ -47,12 +54,21 @@ def data_folder(cfg: Config, split: str) -> str:
 
 def dataset_num_classes(cfg: Config) -> int:
     """Classes in the configured data set: class folders for image folders, 100 for CIFAR100, 8 for demo."""
-    uses_small_image_recipe(cfg)  # rejects an unknown ``set``
     if cfg.set == "CIFAR100":
         return CIFAR100_CLASSES
     if cfg.set == "demo":
         return len(DEMO_CLASSES)
     return folder_num_classes(cfg.data_url)
+
+
+def dataset_class_names(cfg: Config) -> list[str]:
+    """Names of the configured data set's classes in label order: the class folders of an image folder,
+    CIFAR-100's fine labels, the demo set's shapes."""
+    if cfg.set == "CIFAR100":
+        return list(cifar100_classes())
+    if cfg.set == "demo":
+        return list(DEMO_CLASSES)
+    return folder_class_names(cfg.data_url)
 
 
 def parallel_workers(cfg: Config) -> int:
@@ -91,25 +107,53 @@ def _cifar_source(cfg: Config, split: str, shuffle: bool, shard: dict) -> ds.Dat
     return dataset.rename(["fine_label"], ["label"]).project(["image", "label"])
 
 
-def _folder_source(cfg: Config, split: str, decode: bool, shuffle: bool, shard: dict) -> ds.Dataset:
+class _ImageFiles:
+    """Random-access (encoded bytes, label) of listed image files, for GeneratorDataset."""
+
+    def __init__(self, files: list[tuple[str, int]]):
+        self.files = files
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        path, label = self.files[index]
+        return np.frombuffer(read_image_file(path), np.uint8), np.array(label, np.int32)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def _listed_folder_source(folder: str, indexing: dict[str, int], skipped: frozenset[str],
+                          shuffle: bool, workers: int, shard: dict) -> ds.Dataset:
+    """The folder's images without the ``skipped`` ones, in the columns ImageFolderDataset gives."""
+    files = [(path, label) for name, label in indexing.items() if os.path.isdir(os.path.join(folder, name))
+             for path in image_files(os.path.join(folder, name)) if path not in skipped]
+    source = ds.GeneratorDataset(_ImageFiles(files), ["image", "label"], shuffle=shuffle,
+                                 num_parallel_workers=workers, python_multiprocessing=False, **shard)
+    return source.map(vision.Decode(), "image", num_parallel_workers=workers)
+
+
+def _folder_source(cfg: Config, split: str, shuffle: bool, shard: dict, skipped: frozenset[str]) -> ds.Dataset:
     if cfg.set == "demo":
         _ensure_demo_folder(cfg.data_url)
     indexing = class_indexing(cfg.data_url, split)
+    folder = data_folder(cfg, split)
+    if any(path.startswith(os.path.join(folder, "")) for path in skipped):
+        return _listed_folder_source(folder, indexing, skipped, shuffle, parallel_workers(cfg), shard)
     # Decoding in the source rather than with vision.Decode also keeps MindSpore from dumping each image it
     # fails to decode into ./abnormal_image.jpg. read_image_file refuses cut-short JPEGs, which crash it.
-    return ds.ImageFolderDataset(data_folder(cfg, split), decode=decode, shuffle=shuffle,
+    return ds.ImageFolderDataset(folder, decode=True, shuffle=shuffle,
                                  extensions=list(EXTENSION_VARIANTS), class_indexing=indexing,
                                  num_parallel_workers=parallel_workers(cfg), decrypt=read_image_file,
                                  **shard)
 
 
 def create_dataset(cfg: Config, split: str, training: bool, rank_id: int = 0, rank_size: int = 1,
-                   shuffle: bool | None = None) -> ds.Dataset:
+                   shuffle: bool | None = None, skipped: frozenset[str] = frozenset()) -> ds.Dataset:
     """Batched data set of ``split`` ("train" or "val"), sharded ``rank_id`` of ``rank_size``.
 
     ``training`` selects the augmenting transforms, one-hot smoothed labels, MixUp/CutMix and
-    ``drop_remainder``; ``shuffle`` defaults to ``training``. Iterate it through ``iterate_checked`` (or
-    inside ``reported_image_errors``) so that an unreadable image becomes a UserError naming the file.
+    ``drop_remainder``; ``shuffle`` defaults to ``training``. Image files in ``skipped`` (absolute paths, see
+    ``src.data.image_check``) are left out. Iterate it through ``iterate_checked`` (or inside
+    ``reported_image_errors``) so that an unreadable image becomes a UserError naming the file.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -120,8 +164,7 @@ def create_dataset(cfg: Config, split: str, training: bool, rank_id: int = 0, ra
     if cfg.set == "CIFAR100":
         source = _cifar_source(cfg, split, shuffle, shard)
     else:
-        decode = not (training and train_reads_encoded_images(cfg))
-        source = _folder_source(cfg, split, decode, shuffle, shard)
+        source = _folder_source(cfg, split, shuffle, shard, skipped)
     found = dataset_num_classes(cfg)
     if found != cfg.num_classes:
         raise UserError(f"num_classes is {cfg.num_classes} but the {cfg.set} data at {cfg.data_url} has "

@@ -63,12 +63,17 @@ def _indexed_classes(data_url: str, split: str) -> tuple[str, list[str]]:
     return index_folder, names
 
 
-def folder_num_classes(data_url: str) -> int:
-    """Number of classes of the folder data set at ``data_url``."""
+def folder_class_names(data_url: str) -> list[str]:
+    """Class names of the folder data set at ``data_url``, in label order."""
     check_data_url(data_url)
     if not any(os.path.isdir(os.path.join(data_url, split)) for split in ("train", "val")):
         raise UserError(f"data_url {data_url} has neither a train/ nor a val/ folder")
-    return len(_indexed_classes(data_url, "val")[1])
+    return _indexed_classes(data_url, "val")[1]
+
+
+def folder_num_classes(data_url: str) -> int:
+    """Number of classes of the folder data set at ``data_url``."""
+    return len(folder_class_names(data_url))
 
 
 def class_indexing(data_url: str, split: str) -> dict[str, int]:

@@ -90,7 +90,7 @@ def check_int8_target(fp32_path: str | Path, int8_path: str | Path) -> None:
     if int8_path.suffix != ".onnx":
         raise UserError(f"the int8 model's path must end in .onnx: {int8_path}")
     if int8_path.resolve() == fp32_path.resolve():
-        raise UserError(f"the int8 model would replace its fp32 source {fp32_path}: choose another --output")
+        raise UserError(f"the int8 model would replace its fp32 source {fp32_path}: choose another --file_name")
     check_writable_folder(int8_path.parent)
 
 

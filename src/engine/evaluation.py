@@ -31,12 +31,12 @@ def evaluate(net: nn.Cell, batches: Iterable) -> EvalResult:
 def run_evaluation(cfg: Config, result_json: str | None = None, prefer_ema: bool = True) -> EvalResult:
     if not cfg.pretrained:
         raise UserError("--pretrained CKPT is required: the checkpoint to evaluate")
+    setup_device(cfg)  # first: a recipe for a device this machine lacks stops before any folder is created
     target = Path(result_json) if result_json else Path(cfg.pretrained).with_suffix(".eval.json")
     try:
         check_writable_folder(target.parent)
     except UserError as error:
         raise UserError(f"{error} (--result_json PATH writes the metrics elsewhere)") from None
-    setup_device(cfg)
     net, description = load_network(cfg.pretrained, cfg.arch, cfg.num_classes, prefer_ema)
     get_logger().info(f"evaluating {cfg.pretrained} ({net.arch}, {description}) on {cfg.set} val")
     dataset = create_dataset(cfg, "val", training=False)

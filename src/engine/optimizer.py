@@ -5,6 +5,8 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.config import Config
+from src.engine.adamw import AdamW
+from src.engine.momentum_sgd import MomentumSGD
 from src.engine.repoptimizer import RepOptimizer
 
 _NO_DECAY_SUFFIXES = (".gamma", ".beta", ".bias")
@@ -35,10 +37,9 @@ def build_optimizer(cfg: Config, params: list, lr_schedule: np.ndarray,
     ]
     learning_rate = Tensor(lr_schedule)
     if cfg.optimizer == "adamw":
-        return nn.AdamWeightDecay(groups, learning_rate=learning_rate, beta1=cfg.beta[0], beta2=cfg.beta[1],
-                                  eps=cfg.eps)
+        return AdamW(groups, learning_rate=learning_rate, beta1=cfg.beta[0], beta2=cfg.beta[1], eps=cfg.eps)
     if cfg.optimizer == "repopt":
         if grad_mults is None:
             raise ValueError("optimizer: repopt needs the gradient multipliers of build_training_network")
         return RepOptimizer(groups, grad_mults, learning_rate, cfg.momentum, use_nesterov=cfg.nesterov)
-    return nn.Momentum(groups, learning_rate=learning_rate, momentum=cfg.momentum, use_nesterov=cfg.nesterov)
+    return MomentumSGD(groups, learning_rate=learning_rate, momentum=cfg.momentum, use_nesterov=cfg.nesterov)

@@ -34,6 +34,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from src.engine.momentum_sgd import MomentumSGD
 from src.errors import UserError
 from src.models.repopt import BlockScales, RepOptVGGBlock, plain_blocks
 from src.models.repvgg import identity_kernel
@@ -109,20 +110,20 @@ def _multiply(multiplier: Tensor, gradient: Tensor) -> Tensor:
 
 
 class RepOptimizer(nn.Cell):
-    """``nn.Momentum`` whose gradients are first multiplied by ``grad_mults[parameter name]``.
+    """``MomentumSGD`` whose gradients are first multiplied by ``grad_mults[parameter name]``.
 
     Parameters without a multiplier (BN, classifier, SE) get plain momentum SGD. Accepts ``nn.Momentum``'s
     parameter groups, so the project's no-decay split applies unchanged. ``TrainStep`` calls it as
     ``optimizer(grads)`` with gradients in ``self.parameters`` order; clipping there sees the raw gradients, as in
-    the official implementation. A wrapper rather than a subclass: ``nn.Momentum.construct`` is jit-compiled
-    through ``self.construct``, so an overriding ``construct`` that calls it would run twice.
+    the official implementation. A wrapper rather than a subclass, so that ``MomentumSGD.construct`` stays the
+    one update rule.
     """
 
     def __init__(self, params: list, grad_mults: dict[str, np.ndarray], learning_rate: float | Tensor,
                  momentum: float, weight_decay: float = 0.0, use_nesterov: bool = False):
         # No prefix: the moments keep nn.Momentum's names, so checkpoints read the same with either optimizer.
         super().__init__(auto_prefix=False)
-        self.momentum_sgd = nn.Momentum(params, learning_rate, momentum, weight_decay=weight_decay,
+        self.momentum_sgd = MomentumSGD(params, learning_rate, momentum, weight_decay=weight_decay,
                                         use_nesterov=use_nesterov)
         self.parameters = self.momentum_sgd.parameters
         unknown = sorted(set(grad_mults) - {p.name for p in self.parameters})

@@ -66,12 +66,14 @@ class CheckpointKeeper:
     """Writes ``<arch>-epochNNNN.ckpt`` after each epoch, keeps the newest ``keep`` of them, and
     ``<arch>-best.ckpt`` for the best validation top-1. A run stopped mid-epoch by a signal leaves
     ``<arch>-interrupted.ckpt``, which the next epoch checkpoint replaces. Nothing non-finite is ever written.
+    Every checkpoint carries ``class_names`` when given (see ``src.class_names``).
     """
 
-    def __init__(self, folder: str | Path, arch: str, keep: int):
+    def __init__(self, folder: str | Path, arch: str, keep: int, class_names: list[str] | None = None):
         self.folder = Path(folder)
         self.arch = arch
         self.keep = keep
+        self.class_names = class_names
 
     def epoch_path(self, epoch: int) -> Path:
         return self.folder / f"{self.arch}-epoch{epoch:04d}.ckpt"
@@ -97,7 +99,8 @@ class CheckpointKeeper:
     def _write(self, train_step: nn.Cell, position: RunPosition, path: Path) -> Path:
         _require_finite(train_step, path)
         run_state = {"epoch": position.epoch, "step": position.step, "best_top1": float(position.best_top1)}
-        return save_checkpoint_atomic(train_step, path, append_dict=run_state, choice_func=saved_in_checkpoint)
+        return save_checkpoint_atomic(train_step, path, append_dict=run_state, choice_func=saved_in_checkpoint,
+                                      class_names=self.class_names)
 
     def save(self, train_step: nn.Cell, position: RunPosition, is_best: bool) -> Path:
         path = self._write(train_step, position, self.epoch_path(position.epoch))

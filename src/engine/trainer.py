@@ -12,9 +12,12 @@ import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
+from src.atomic_files import check_writable_folder
 from src.checkpoint_files import EMA_PREFIX
+from src.class_names import CLASSES_FILE, write_classes_file
 from src.config import Config, save_config
-from src.data import create_dataset, data_folder, iterate_checked
+from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
+from src.data.image_check import images_to_skip
 from src.device import Placement, setup_device
 from src.engine.amp import apply_amp
 from src.engine.distillation import build_distillation
@@ -55,10 +58,11 @@ class EpochOutcome:
     stopped: bool                   # a stop was requested: the epoch ended early
 
 
-def _train_dataset(cfg: Config, epoch: int, placement: Placement) -> ds.Dataset:
+def _train_dataset(cfg: Config, epoch: int, placement: Placement, skipped: frozenset[str] = frozenset()) -> ds.Dataset:
     # A fresh pipeline per epoch, seeded by the epoch: a resumed run sees exactly the data it would have.
     ds.config.set_seed(cfg.seed + epoch)
-    return create_dataset(cfg, "train", training=True, rank_id=placement.rank, rank_size=placement.group_size)
+    return create_dataset(cfg, "train", training=True, rank_id=placement.rank, rank_size=placement.group_size,
+                          skipped=skipped)
 
 
 def _loss_scaler(cfg: Config):
@@ -77,15 +81,16 @@ def _copy_weights(sources: list, target: nn.Cell, prefix: str = "") -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, placement: Placement):
+    def __init__(self, cfg: Config, placement: Placement, skipped_images: frozenset[str] = frozenset()):
         self.cfg = cfg
         self.placement = placement
+        self.skipped_images = skipped_images
         self.log = get_logger()
         ms.set_seed(cfg.seed)
         self.net, grad_mults = build_training_network(cfg)
         if cfg.sync_bn:
             self._use_sync_batchnorm()
-        self.steps_per_epoch = _train_dataset(cfg, 0, placement).get_dataset_size()
+        self.steps_per_epoch = _train_dataset(cfg, 0, placement, skipped_images).get_dataset_size()
         if self.steps_per_epoch == 0:
             raise UserError(f"the training set at {cfg.data_url} has fewer images per device than one batch "
                             f"({cfg.batch_size}): lower batch_size")
@@ -106,7 +111,8 @@ class Trainer:
         # AMP changes the trained Cells in place (casts to float16); evaluation, conversion and export use
         # this float32 twin, into which the current (or EMA) weights are copied.
         self.eval_net = build_network(cfg)
-        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max)
+        self.class_names = dataset_class_names(cfg)
+        self.keeper = CheckpointKeeper(cfg.train_url, self.net.arch, cfg.keep_checkpoint_max, self.class_names)
         self.logbook = Logbook(cfg.train_url, f"{self.net.arch} on {cfg.set}")
         self.position = RunPosition()
         self.stop = StopRequest(placement.distributed)
@@ -125,7 +131,10 @@ class Trainer:
     def resume(self, checkpoint: str) -> None:
         path = self.keeper.latest() if checkpoint == RESUME_LATEST else Path(checkpoint)
         if path is None:
-            raise UserError(f"--resume auto: no epoch checkpoint in {self.cfg.train_url}")
+            # A scheduler restarts the same command line after a preemption, possibly before the first
+            # checkpoint was written: there is nothing to continue, so the run starts from the beginning.
+            self.log.info(f"--resume: no checkpoint in {self.cfg.train_url} yet, starting a new run")
+            return
         self.position = restore_train_step(self.train_step, path)
         if not 0 <= self._steps_into_epoch() < self.steps_per_epoch:
             raise UserError(f"cannot resume from {path}: it was written with {self.position.step} steps after "
@@ -147,7 +156,7 @@ class Trainer:
 
     def validate(self) -> EvalResult:
         cfg = self.cfg
-        dataset = create_dataset(cfg, "val", training=False)
+        dataset = create_dataset(cfg, "val", training=False, skipped=self.skipped_images)
         return evaluate(self.evaluation_network(), iterate_checked(dataset, data_folder(cfg, "val")))
 
     def _count_nonfinite(self, finite: bool) -> None:
@@ -162,7 +171,7 @@ class Trainer:
 
     def _train_one_epoch(self, epoch: int) -> EpochOutcome:
         cfg = self.cfg
-        dataset = _train_dataset(cfg, epoch, self.placement)
+        dataset = _train_dataset(cfg, epoch, self.placement, self.skipped_images)
         set_qat_ranges(cfg, self.net, epoch)
         self.train_step.set_train(True)
         # After a mid-epoch stop, the batches already trained on are drawn again (the same ones: the pipeline
@@ -219,6 +228,7 @@ class Trainer:
         cfg = self.cfg
         if self.placement.is_main:
             save_config(cfg, Path(cfg.train_url) / "config.yaml")
+            write_classes_file(Path(cfg.train_url) / CLASSES_FILE, self.class_names)
             removed = self.keeper.remove_staging_files()
             if removed:
                 self.log.info(f"removed {removed} unfinished checkpoint file(s) of an interrupted earlier write")
@@ -274,8 +284,11 @@ def train(cfg: Config, resume: str | None = None) -> FitResult:
         if earlier:
             raise UserError(f"train_url {cfg.train_url} already holds a run ({earlier[-1].name}); a new run would "
                             "overwrite its checkpoints: continue it with --resume, or give another train_url")
+    skipped_images = images_to_skip(cfg)
+    # Created only now, so that a run refused for its data leaves no folder behind.
+    check_writable_folder(cfg.train_url)
     placement = setup_device(cfg)
-    trainer = Trainer(cfg, placement)
+    trainer = Trainer(cfg, placement, skipped_images)
     if resume:
         trainer.resume(resume)
     result = trainer.fit()

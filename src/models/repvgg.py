@@ -131,21 +131,14 @@ class VGGStages(nn.Cell):
         super().__init__()
         self.variant = variant
         self.num_classes = num_classes
-        layout = variant.layout
-        self.stage0 = make_block(3, variant.stem_width, layout.stem_stride, 1)
-        in_channels = variant.stem_width
-        layer_index = 1
-        stages = []
-        for depth, width, stride in zip(variant.depths, variant.stage_widths, layout.stage_strides, strict=True):
-            blocks = []
-            for block_stride in [stride] + [1] * (depth - 1):
-                blocks.append(make_block(in_channels, width, block_stride, variant.groups_of(layer_index)))
-                in_channels = width
-                layer_index += 1
-            stages.append(nn.SequentialCell(blocks))
-        self.stage1, self.stage2, self.stage3, self.stage4 = stages
-        self.num_features = in_channels
-        self.linear = nn.Dense(in_channels, num_classes)
+        specs = variant.blocks()
+        blocks = [make_block(spec.in_channels, spec.out_channels, spec.stride, spec.groups) for spec in specs]
+        self.stage0 = blocks[0]
+        self.stage1, self.stage2, self.stage3, self.stage4 = (
+            nn.SequentialCell([block for block, spec in zip(blocks, specs, strict=True) if spec.stage == stage])
+            for stage in (1, 2, 3, 4))
+        self.num_features = specs[-1].out_channels
+        self.linear = nn.Dense(self.num_features, num_classes)
 
     def blocks_in_order(self) -> list[tuple[str, nn.Cell]]:
         """(path, block) from the stem to the last block of stage 4, in the order the input flows through."""

@@ -16,19 +16,34 @@ from src.errors import UserError
 
 @dataclass(frozen=True)
 class StageLayout:
-    """Input-resolution dependent part of the design: base widths and strides of stem + 4 stages."""
+    """Input-resolution dependent part of the design: base widths and strides of stem + 4 stages, and the
+    image size the layout is made for."""
 
     base_widths: tuple[int, int, int, int]
     stem_stride: int
     stage_strides: tuple[int, int, int, int]
+    image_size: int
 
 
-IMAGENET_LAYOUT = StageLayout(base_widths=(64, 128, 256, 512), stem_stride=2, stage_strides=(2, 2, 2, 2))
-CIFAR_LAYOUT = StageLayout(base_widths=(32, 64, 128, 256), stem_stride=1, stage_strides=(1, 2, 2, 2))
+IMAGENET_LAYOUT = StageLayout(base_widths=(64, 128, 256, 512), stem_stride=2, stage_strides=(2, 2, 2, 2),
+                              image_size=224)
+CIFAR_LAYOUT = StageLayout(base_widths=(32, 64, 128, 256), stem_stride=1, stage_strides=(1, 2, 2, 2),
+                           image_size=32)
 
 # Blocks are numbered from 1 (first block of stage 1; the stem is 0). In the groupwise variants the
 # even-numbered blocks use grouped 3x3/1x1 convolutions (official `optional_groupwise_layers`).
 GROUPWISE_LAYERS = frozenset(range(2, 27, 2))
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block of a network: its stage (0 is the stem), channels, stride and convolution groups."""
+
+    stage: int
+    in_channels: int
+    out_channels: int
+    stride: int
+    groups: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,17 @@ class RepVGGVariant:
 
     def groups_of(self, layer_index: int) -> int:
         return self.groups if layer_index in GROUPWISE_LAYERS else 1
+
+    def blocks(self) -> tuple[BlockSpec, ...]:
+        """Every block from the stem to the last one of stage 4, in the order the input flows through."""
+        specs = [BlockSpec(0, 3, self.stem_width, self.layout.stem_stride, 1)]
+        in_channels = self.stem_width
+        stages = zip(self.depths, self.stage_widths, self.layout.stage_strides, strict=True)
+        for stage, (depth, width, stride) in enumerate(stages, start=1):
+            for block_stride in [stride] + [1] * (depth - 1):
+                specs.append(BlockSpec(stage, in_channels, width, block_stride, self.groups_of(len(specs))))
+                in_channels = width
+        return tuple(specs)
 
 
 _A_DEPTHS = (2, 4, 14, 1)

@@ -10,8 +10,8 @@ from src.atomic_files import write_json_atomic
 from src.checkpoint_files import save_checkpoint_atomic
 from src.cli import run_cli
 from src.config import load_config
-from src.data import create_dataset, data_folder, iterate_checked
-from src.deploy.export import export_network
+from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
+from src.deploy.export import export_network, onnx_metadata
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import calibration_batches, quantize_int8
 from src.engine.evaluation import evaluate
@@ -43,7 +43,8 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
 
     before = evaluate(train_net, validation())
     deploy_net = repvgg_model_convert(train_net)
-    save_checkpoint_atomic(deploy_net, out / f"{cfg.arch}-deploy.ckpt")
+    class_names = dataset_class_names(cfg)
+    save_checkpoint_atomic(deploy_net, out / f"{cfg.arch}-deploy.ckpt", class_names=class_names)
     after = evaluate(deploy_net, validation())
     batch = cfg.batch_size
     rows = [
@@ -52,7 +53,8 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
         {"network": "MindSpore deploy", "params_m": trainable_millions(deploy_net), "top1": after.top1,
          "img_per_s": images_per_second(deploy_net, batch, cfg.image_size)},
     ]
-    onnx_path = export_network(deploy_net, "ONNX", out / cfg.arch, 1, cfg.image_size, dynamic_batch=True)
+    onnx_path = export_network(deploy_net, "ONNX", out / cfg.arch, 1, cfg.image_size, dynamic_batch=True,
+                               metadata=onnx_metadata(cfg, class_names))
     int8_path = quantize_int8(onnx_path, out / f"{cfg.arch}.int8.onnx", calibration_batches(cfg, CALIBRATION_IMAGES))
     for name, path in (("ONNX Runtime fp32", onnx_path), ("ONNX Runtime int8 (QDQ)", int8_path)):
         result = evaluate_onnx(open_session(path), cfg, name)

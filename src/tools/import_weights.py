@@ -1,12 +1,14 @@
 """Convert PyTorch RepVGG or RepOpt-VGG weights (.pth, .safetensors or .npz) for MindSpore.
 
-    python -m src.tools.import_weights --arch RepVGG-A0 --input RepVGG-A0-train.pth --output a0.ckpt
-    python -m src.tools.import_weights --arch RepOptVGG-L1 --input RepOpt-VGG-L1-acc79.82.pth --output l1.ckpt
-    python -m src.tools.import_weights --arch RepOptVGG-L1 --input RepOpt-VGG-L1-scales.pth --output l1-scales.npz
+    python -m src.tools.import_weights --arch RepVGG-A0 --pretrained RepVGG-A0-train.pth --file_name a0.ckpt
+    python -m src.tools.import_weights --arch RepOptVGG-L1 --pretrained RepOpt-VGG-L1-acc79.82.pth --file_name l1.ckpt
+    python -m src.tools.import_weights --arch RepOptVGG-L1 --pretrained RepOpt-VGG-L1-scales.pth \
+        --file_name l1-scales.npz
 
 What the file holds is read off its keys: RepVGG weights (official or timm naming, train or deploy form) or
 RepOpt-VGG weights become a MindSpore .ckpt, with the number of classes read off the classifier's shape; a
-RepOpt hyper-search model (its scale layers) becomes the .npz of scales that `repopt_scales` reads.
+RepOpt hyper-search model (its scale layers) becomes the .npz of scales that `repopt_scales` reads. A
+1000-class checkpoint gets the ImageNet-1k class names (the label order of the official and timm weights).
 """
 
 import argparse
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from src.checkpoint_files import CheckpointForm, checkpoint_form, save_checkpoint_atomic
-from src.cli import run_cli
+from src.cli import add_flag, run_cli
+from src.data.known_classes import imagenet1k_classes
 from src.errors import UserError
 from src.logger import get_logger
 from src.models import create_model
@@ -105,7 +108,7 @@ def import_scales(arch: str, input_path: str, state: dict[str, np.ndarray], outp
     """Write the scales of a RepOpt hyper-search state as the scales file of the plain RepOpt-VGG of ``arch``."""
     if Path(output_path).suffix.lower() != ".npz":
         raise UserError(f"{input_path} holds a RepOpt hyper-search model, whose scales are written as the .npz "
-                        f"that repopt_scales reads: pass an --output ending in .npz, not {Path(output_path).name}")
+                        f"that repopt_scales reads: pass a --file_name ending in .npz, not {Path(output_path).name}")
     # The classifier plays no part in the scales; any class count builds the same blocks.
     net = create_repopt_model(arch, num_classes=1)
     try:
@@ -130,8 +133,10 @@ def import_weights(arch: str, input_path: str, output_path: str, num_classes: in
     else:
         net = create_model(arch, num_classes=num_classes, deploy=form is CheckpointForm.DEPLOY)
     load_pytorch_weights(net, state)
-    written = save_checkpoint_atomic(net, output_path)
-    get_logger().info(f"wrote {written} ({net.arch}, {form}, {num_classes} classes, {len(state)} tensors)")
+    class_names = imagenet1k_classes() if num_classes == len(imagenet1k_classes()) else None
+    written = save_checkpoint_atomic(net, output_path, class_names=class_names)
+    names = ", ImageNet-1k class names" if class_names else ""
+    get_logger().info(f"wrote {written} ({net.arch}, {form}, {num_classes} classes{names}, {len(state)} tensors)")
     return written
 
 
@@ -139,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", required=True,
                         help="e.g. RepVGG-A0, RepVGG-B1g4, repvgg_a2 (timm name), RepOptVGG-L1 (or RepOpt-VGG-L1)")
-    parser.add_argument("--input", required=True, help=".pth/.pt, .safetensors or .npz file")
-    parser.add_argument("--output", required=True,
-                        help="MindSpore checkpoint to write (.ckpt), or .npz for hyper-search scales")
+    add_flag(parser, "--pretrained", "--input", required=True,
+             help="the PyTorch/timm weights: a .pth/.pt, .safetensors or .npz file")
+    add_flag(parser, "--file_name", "--output", required=True,
+             help="MindSpore checkpoint to write (.ckpt), or .npz for hyper-search scales")
     parser.add_argument("--num_classes", type=int, help="default: read off the classifier weights")
     args = parser.parse_args(argv)
-    import_weights(args.arch, args.input, args.output, args.num_classes)
+    import_weights(args.arch, args.pretrained, args.file_name, args.num_classes)
     return 0
 
 

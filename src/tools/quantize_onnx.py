@@ -1,7 +1,7 @@
 """int8 deployment: quantise an exported ONNX model (static, QDQ, per-channel by default) on a calibration
 subset of the training images, then evaluate fp32 and int8 on the validation set and print the comparison.
 
-    python -m src.tools.quantize_onnx --config src/configs/demo.yaml --onnx_path demo.onnx [--output int8.onnx]
+    python -m src.tools.quantize_onnx --config src/configs/demo.yaml --onnx_path demo.onnx [--file_name int8.onnx]
         [--calibration_method minmax|entropy|percentile] [--calibration_images 256] [--per_tensor] [--threads 2]
 
 Calibration methods are ONNX Runtime's: minmax (observed range), entropy (KL-optimal clipping, 2048 histogram
@@ -18,8 +18,8 @@ import argparse
 from pathlib import Path
 
 from src.atomic_files import write_json_atomic
-from src.cli import run_cli
-from src.config import Config, add_config_arguments, config_from_args
+from src.cli import add_flag, run_cli
+from src.config import EVAL_KEYS, Config, add_config_arguments, config_from_args
 from src.deploy.export import export_network
 from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session
 from src.deploy.quantize import (
@@ -49,10 +49,11 @@ def _qat_network(cfg: Config) -> FakeQuantVGG:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
+    add_config_arguments(parser, argv, shown=(*EVAL_KEYS, "qat"))
     parser.add_argument("--onnx_path", required=True, help="the fp32 model written by export.py (with qat: true, "
                         "written here from --pretrained when missing)")
-    parser.add_argument("--output", default=None, help="int8 model path (default: <onnx_path stem>.int8.onnx)")
+    add_flag(parser, "--file_name", "--output", default=None,
+             help="int8 model path (default: <onnx_path stem>.int8.onnx)")
     parser.add_argument("--calibration_method", choices=list(CALIBRATION_METHODS), default="minmax",
                         help="how activation ranges are chosen (default: minmax)")
     parser.add_argument("--calibration_images", type=int, default=256,
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--calibration_images must be at least 1, got {args.calibration_images}")
     cfg = config_from_args(args)
     fp32_path = Path(args.onnx_path)
-    int8_path = Path(args.output) if args.output else fp32_path.with_name(fp32_path.stem + ".int8.onnx")
+    int8_path = Path(args.file_name) if args.file_name else fp32_path.with_name(fp32_path.stem + ".int8.onnx")
     check_int8_target(fp32_path, int8_path)
     log = get_logger()
     qnet = _qat_network(cfg) if cfg.qat else None

@@ -251,10 +251,10 @@ BASE = {
     "infer_onnx": ("--onnx_path {a0_onnx} --dataset_path {good} --config {imagenet32} --result_json {out}/onnx.json",
                    "--dataset_path", "--batch_size 7"),
     "preprocess": ("--config {imagenet32} --dataset_path {good} --output_path {bins}", "--dataset_path", ""),
-    "quantize_onnx": ("--config {imagenet32} --onnx_path {a0_onnx} --output {out}/a0.int8.onnx "
+    "quantize_onnx": ("--config {imagenet32} --onnx_path {a0_onnx} --file_name {out}/a0.int8.onnx "
                       "--calibration_images 4", "--data_url", "--batch_size 13"),
     "postprocess": ("--result_path {results} --label_path {labels}", None, ""),
-    "import_weights": ("--arch RepVGG-A0-cifar --input {a0_npz} --output {out}/imported.ckpt", None, ""),
+    "import_weights": ("--arch RepVGG-A0-cifar --pretrained {a0_npz} --file_name {out}/imported.ckpt", None, ""),
 }
 DATA_CASES = (
     ("missing data set", "{data}/absent", "is not an existing data set folder"),
@@ -281,7 +281,7 @@ BLOCKED_OUTPUT = {
     "train": "--train_url {blocker}/run", "eval": "--result_json {blocker}/m.json",
     "export": "--file_name {blocker}/model", "infer_onnx": "--result_json {blocker}/m.json",
     "preprocess": "--output_path {blocker}/bins", "postprocess": "--result_json {blocker}/a.json",
-    "import_weights": "--output {blocker}/x.ckpt", "quantize_onnx": "--output {blocker}/x.onnx",
+    "import_weights": "--file_name {blocker}/x.ckpt", "quantize_onnx": "--file_name {blocker}/x.onnx",
 }
 SPECIFIC_CASES = (
     ("train", "pretrained of another arch", "--pretrained {b0_ckpt}", "does not fit RepVGG-A0-cifar with 3 classes"),
@@ -319,8 +319,8 @@ SPECIFIC_CASES = (
      "the model has 5 outputs but num_classes is 3"),
     ("quantize_onnx", "recipe of another image size", "--image_size 64", "the model takes inputs of shape"),
     ("quantize_onnx", "no calibration images", "--calibration_images 0", "--calibration_images must be at least 1"),
-    ("quantize_onnx", "output over its source", "--output {a0_onnx}", "would replace its fp32 source"),
-    ("quantize_onnx", "output not .onnx", "--output {out}/int8.txt", "must end in .onnx"),
+    ("quantize_onnx", "output over its source", "--file_name {a0_onnx}", "would replace its fp32 source"),
+    ("quantize_onnx", "output not .onnx", "--file_name {out}/int8.txt", "must end in .onnx"),
     ("postprocess", "missing result folder", "--result_path {out}/absent", "does not exist or is not a folder"),
     ("postprocess", "missing label file", "--label_path {out}/absent.json", "label file not found"),
     ("postprocess", "label file not JSON", "--label_path {a0_ckpt}", "cannot read label file"),
@@ -330,14 +330,14 @@ SPECIFIC_CASES = (
     ("postprocess", "model with fewer outputs than labels", "--result_path {results_2}",
      "the labels go up to 2 but the model has 2 outputs"),
     ("postprocess", "num_classes 0", "--num_classes 0", "--num_classes must be at least 1"),
-    ("import_weights", "missing weights file", "--input {weights}/absent.npz", "weights file not found"),
-    ("import_weights", "damaged .npz", "--input {garbage_npz}", "cannot read"),
-    ("import_weights", "a .npy under an .npz name", "--input {single_npz}", "a single .npy array"),
+    ("import_weights", "missing weights file", "--pretrained {weights}/absent.npz", "weights file not found"),
+    ("import_weights", "damaged .npz", "--pretrained {garbage_npz}", "cannot read"),
+    ("import_weights", "a .npy under an .npz name", "--pretrained {single_npz}", "a single .npy array"),
     ("import_weights", "weights of another arch", "--arch RepVGG-B0-cifar", "weights do not fit the network"),
     ("import_weights", "weights of another num_classes", "--num_classes 5", "mis-shaped key(s): linear.bias"),
     ("import_weights", "num_classes below 1", "--num_classes -1", "--num_classes must be at least 1"),
     ("import_weights", "unknown arch", "--arch RepVGG-Z9", "unknown arch 'RepVGG-Z9'"),
-    ("import_weights", "output not .ckpt", "--output {out}/imported.bin", "must end in .ckpt"),
+    ("import_weights", "output not .ckpt", "--file_name {out}/imported.bin", "must end in .ckpt"),
 )
 
 
@@ -424,7 +424,7 @@ PROCESS_CASES = [
                  "{outputs}/model", as_a_user, "Permission denied", id="export.py: read-only folder"),
     pytest.param("preprocess.py --config {imagenet32} --dataset_path {good} --output_path {outputs}/bins",
                  file_size_limit(4096), "cannot write the preprocessed files", id="preprocess.py: full disk"),
-    pytest.param("-m src.tools.quantize_onnx --config {imagenet32} --onnx_path {a0_onnx} --output "
+    pytest.param("-m src.tools.quantize_onnx --config {imagenet32} --onnx_path {a0_onnx} --file_name "
                  "{outputs}/a0.int8.onnx --calibration_images 4", file_size_limit(200_000), "File too large",
                  id="quantize_onnx: full disk"),
     pytest.param("eval.py --config {imagenet32} --pretrained {a0_ckpt} --data_url {truncated} --batch_size 7 "

@@ -35,8 +35,6 @@ def other_arch_checkpoint(tmp_path) -> Path:
     (("train.py", "--config", "{tmp}/absent.yaml"), "absent.yaml"),
     (("train.py", "--config", "{typo}"), "did you mean 'batch_size'"),
     (("train.py", "--config", str(DEMO), "--epochs", "0"), "epochs"),
-    (("train.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--train_url", "{tmp}/run", "--resume"),
-     "no epoch checkpoint"),
     (("train.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--train_url", "{tmp}/run", "--sync_bn", "true"),
      "SyncBatchNorm runs on Ascend only"),
     (("eval.py", "--config", str(DEMO), "--data_url", "{tmp}/demo", "--pretrained", "{tmp}/absent.ckpt"),

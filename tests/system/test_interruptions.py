@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 from conftest import ARCH, DEMO_CONFIG, EPOCHS, STEPS_PER_EPOCH, train_args
 
+from src.checkpoint_files import read_checkpoint
 from src.config import load_config
+from src.data import write_demo_imagefolder
 from src.engine.trainer import train
 from src.errors import UserError
 
@@ -61,7 +64,7 @@ def run_to_end(args: list[str]) -> TrainProcess:
 
 
 def final_weights(out: Path) -> dict[str, np.ndarray]:
-    return {name: p.asnumpy() for name, p in ms.load_checkpoint(str(out / f"{ARCH}-epoch{EPOCHS:04d}.ckpt")).items()}
+    return {name: p.asnumpy() for name, p in read_checkpoint(out / f"{ARCH}-epoch{EPOCHS:04d}.ckpt").items()}
 
 
 def assert_same_run(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> None:
@@ -132,7 +135,7 @@ def test_a_diverging_run_stops_with_a_clear_message_and_writes_no_non_finite_che
     assert "training diverged: 3 steps in a row had a non-finite loss or gradients" in run.stderr
     assert "Traceback" not in run.stderr
     for checkpoint in out.glob("*.ckpt"):
-        for name, value in ms.load_checkpoint(str(checkpoint)).items():
+        for name, value in read_checkpoint(checkpoint).items():
             assert np.isfinite(value.asnumpy()).all(), f"{checkpoint.name}: {name}"
 
 
@@ -144,3 +147,23 @@ def test_a_new_run_refuses_a_train_url_that_holds_another_run(tmp_path):
         train(cfg)
     assert earlier.read_bytes() == b"an earlier run"
     assert sorted(path.name for path in tmp_path.iterdir()) == [earlier.name]
+
+
+def test_a_job_killed_before_its_first_checkpoint_restarts_with_the_same_command_line(tmp_path):
+    """A preempted job is restarted with the same command line, --resume included, whatever it had written."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    write_demo_imagefolder(str(data), num_train_per_class=1, num_val_per_class=1)
+    args = [sys.executable, "train.py", "--config", str(DEMO_CONFIG), "--data_url", str(data), "--train_url",
+            str(out), "--epochs", "1", "--batch_size", "4", "--warmup_length", "0", "--resume"]
+    run = TrainProcess(args)
+    deadline = time.monotonic() + 300
+    while not (out / "config.yaml").is_file():  # written when training starts, before the first step
+        assert run.process.poll() is None and time.monotonic() < deadline, run.stderr[-3000:]
+        time.sleep(0.01)
+    run.process.kill()
+    assert run.finish() == -signal.SIGKILL
+    assert not list(out.glob("*.ckpt"))
+
+    restarted = run_to_end(args)
+    assert "no checkpoint in" in restarted.stderr and "starting a new run" in restarted.stderr
+    assert (out / f"{ARCH}-epoch0001.ckpt").is_file()

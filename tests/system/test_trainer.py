@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mindspore as ms
 import numpy as np
 import pytest
 from conftest import train_args as shared_train_args
 
-from src.data import write_demo_imagefolder
+from src.checkpoint_files import read_checkpoint, read_checkpoint_class_names
+from src.class_names import CLASSES_FILE, read_classes_file
+from src.data import DEMO_CLASSES, write_demo_imagefolder
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
@@ -38,7 +39,7 @@ def train_args(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:
 
 
 def final_state(run: Path, epoch: int) -> dict:
-    params = ms.load_checkpoint(str(run / f"RepVGG-A0-cifar-epoch{epoch:04d}.ckpt"))
+    params = read_checkpoint(run / f"RepVGG-A0-cifar-epoch{epoch:04d}.ckpt")
     return {name: p.asnumpy() for name, p in params.items()}
 
 
@@ -79,6 +80,12 @@ def test_eval_reports_the_checkpoint_and_prefers_ema(small_demo, tmp_path):
     assert f"top-1 accuracy: {metrics['top1']:.3f} %" in evaluated.stdout
     logged = list(csv.DictReader((run / "log.csv").read_text().splitlines()))[-1]
     assert float(logged["top1"]) == pytest.approx(metrics["top1"], abs=1e-3)  # training evaluated EMA too
+    # The class names travel with the run and with the checkpoint copied alone.
+    assert read_classes_file(run / CLASSES_FILE) == list(DEMO_CLASSES)
+    alone = tmp_path / "copied" / checkpoint.name
+    alone.parent.mkdir()
+    alone.write_bytes(checkpoint.read_bytes())
+    assert read_checkpoint_class_names(alone) == list(DEMO_CLASSES)
 
 
 def test_demo_learns_and_every_deployed_form_keeps_its_accuracy(tmp_path):

@@ -11,7 +11,14 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.checkpoint_files import CheckpointForm, checkpoint_form, is_deploy_form, save_checkpoint_atomic
+from src.checkpoint_files import (
+    CheckpointForm,
+    checkpoint_form,
+    is_deploy_form,
+    read_checkpoint,
+    read_checkpoint_class_names,
+    save_checkpoint_atomic,
+)
 from src.errors import UserError
 from src.models import create_model
 from src.models.fake_quant import fake_quant_network
@@ -114,3 +121,18 @@ def test_checkpoint_form_names_the_network_the_weight_names_describe(build, expe
 def test_checkpoint_form_reads_timm_fused_names_as_deploy():
     assert checkpoint_form(["stem.reparam_conv.weight", "head.fc.weight"]) is CheckpointForm.DEPLOY
     assert checkpoint_form(["stem.conv_kxk.conv.weight", "head.fc.weight"]) is CheckpointForm.TRAIN
+
+
+def test_checkpoints_carry_class_names_that_survive_copying_alone(tmp_path):
+    names = ["tabby cat", "chien", "émeu"]
+    written = save_checkpoint_atomic(create_model("RepVGG-A0-cifar", num_classes=3), tmp_path / "a" / "m.ckpt",
+                                     append_dict={"epoch": 2}, class_names=names)
+    copy = tmp_path / "b" / "copy.ckpt"
+    copy.parent.mkdir()
+    copy.write_bytes(written.read_bytes())
+    assert read_checkpoint_class_names(copy) == names
+    # Whoever walks the entries sees tensors only: the names are read apart.
+    assert all(isinstance(value, ms.Parameter) for value in read_checkpoint(copy).values())
+    assert "epoch" in read_checkpoint(copy)
+    plain = save_checkpoint_atomic(create_model("RepVGG-A0-cifar", num_classes=3), tmp_path / "plain.ckpt")
+    assert read_checkpoint_class_names(plain) is None

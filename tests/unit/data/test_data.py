@@ -267,9 +267,6 @@ def test_random_erasing_rand_fills_per_channel_and_pixel_fills_per_pixel():
 def test_auto_augment_specs_build_and_run_in_the_train_transforms(tmp_path, data_set, spec):
     cfg = Config(set=data_set, image_size=32, auto_augment=spec)
     image = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-    if data_set == "ImageNet":  # this recipe starts from encoded bytes
-        Image.fromarray(image).save(tmp_path / "image.png")
-        image = np.fromfile(tmp_path / "image.png", dtype=np.uint8)
     out = apply_eagerly(train_transforms(cfg), image)
     assert out.shape == (3, 32, 32) and out.dtype == np.float32
 

@@ -99,7 +99,7 @@ def test_air_on_cpu_is_a_clear_error(trained):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--pretrained", "/nonexistent/model.ckpt", "--file_format", "ONNX"], "checkpoint not found"),
-    (["--file_format", "ONNX"], "--pretrained CKPT is required"),
+    (["--file_format", "ONNX"], "--pretrained is required (on the command line or in "),
 ])
 def test_bad_paths_are_clear_errors(args, message):
     result = run_export(*args)

@@ -158,7 +158,7 @@ def run_tool(capsys, *args: str) -> tuple[int, str, str]:
 def test_tool_prints_fp32_and_the_chosen_int8_and_writes_the_rows(world, tmp_path, capsys):
     output = tmp_path / "int8.onnx"
     code, out, err = run_tool(capsys, "--data_url", str(world["data"]), "--onnx_path", str(world["fp32"]),
-                              "--output", str(output), "--calibration_method", "percentile", "--per_tensor",
+                              "--file_name", str(output), "--calibration_method", "percentile", "--per_tensor",
                               "--calibration_images", "4")
     assert code == 0, err
     rows = json.loads(output.with_suffix(".json").read_text())
@@ -181,7 +181,7 @@ def test_tool_refuses_a_model_that_is_quantised_already(world, tmp_path, capsys)
     (tmp_path / "again.int8.json").write_bytes(b"previous rows")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     code, _, err = run_tool(capsys, "--data_url", str(world["data"]), "--onnx_path", str(world["int8"]),
-                            "--output", str(tmp_path / "again.int8.onnx"))
+                            "--file_name", str(tmp_path / "again.int8.onnx"))
     assert_refused(code, err, "is quantised already (it has DequantizeLinear, QuantizeLinear nodes)", tmp_path,
                    before)
 
@@ -195,7 +195,7 @@ def test_tool_refuses_a_missing_calibration_folder(world, tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     with pytest.raises(SystemExit) as stop:
         run_cli(quantize_onnx.main, ["--config", str(config), "--onnx_path", str(world["fp32"]),
-                                     "--output", str(tmp_path / "int8.onnx")])
+                                     "--file_name", str(tmp_path / "int8.onnx")])
     err = capsys.readouterr().err
     files = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert stop.value.code == 2 and "missing train/ folder" in err and "Traceback" not in err, err[-2000:]

@@ -124,8 +124,8 @@ def test_missing_and_non_finite_scales_are_refused():
 def test_tool_imports_plain_weights_that_eval_reads_as_a_repopt_vgg(tmp_path):
     model = torch_repopt(num_classes=6)
     output = tmp_path / "imported.ckpt"
-    result = run_tool("--arch", ARCH, "--input", str(save_pth(tmp_path / "w.pth", numpy_state(model))),
-                      "--output", str(output))
+    result = run_tool("--arch", ARCH, "--pretrained", str(save_pth(tmp_path / "w.pth", numpy_state(model))),
+                      "--file_name", str(output))
     assert result.returncode == 0, result.stderr
     net, form = load_network(output, ARCH, num_classes=6)
     assert form.startswith("RepOpt plain") and net.arch == "RepOptVGG-A0-cifar"
@@ -136,8 +136,8 @@ def test_tool_imports_plain_weights_that_eval_reads_as_a_repopt_vgg(tmp_path):
 def test_tool_writes_the_scales_file_that_repopt_training_reads(tmp_path):
     model = torch_repopt(search=True, num_classes=100)
     output = tmp_path / "scales.npz"
-    result = run_tool("--arch", ARCH, "--input", str(save_pth(tmp_path / "s.pth", numpy_state(model))),
-                      "--output", str(output))
+    result = run_tool("--arch", ARCH, "--pretrained", str(save_pth(tmp_path / "s.pth", numpy_state(model))),
+                      "--file_name", str(output))
     assert result.returncode == 0, result.stderr
     scales = load_scales(output, create_repopt_model(ARCH, num_classes=10))
     np.testing.assert_array_equal(scales["stage3.2"].scale_identity,
@@ -148,7 +148,7 @@ def test_tool_refuses_scales_of_another_arch_in_one_line_and_keeps_the_existing_
     source = save_pth(tmp_path / "s.pth", numpy_state(torch_repopt(OTHER_ARCH, search=True)))
     output = tmp_path / "scales.npz"
     output.write_bytes(b"previous scales")
-    result = run_tool("--arch", ARCH, "--input", str(source), "--output", str(output))
+    result = run_tool("--arch", ARCH, "--pretrained", str(source), "--file_name", str(output))
     assert result.returncode == 2
     assert "do not fit RepOptVGG-A0-cifar" in result.stderr and "unexpected key(s)" in result.stderr
     assert "Traceback" not in result.stderr
@@ -158,7 +158,7 @@ def test_tool_refuses_scales_of_another_arch_in_one_line_and_keeps_the_existing_
 
 def test_tool_says_scales_go_to_an_npz(tmp_path):
     source = save_pth(tmp_path / "s.pth", numpy_state(torch_repopt(search=True)))
-    result = run_tool("--arch", ARCH, "--input", str(source), "--output", str(tmp_path / "scales.ckpt"))
+    result = run_tool("--arch", ARCH, "--pretrained", str(source), "--file_name", str(tmp_path / "scales.ckpt"))
     assert result.returncode == 2
-    assert "pass an --output ending in .npz" in result.stderr
+    assert "pass a --file_name ending in .npz" in result.stderr
     assert not (tmp_path / "scales.ckpt").exists()

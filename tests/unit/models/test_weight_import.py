@@ -152,7 +152,7 @@ def test_tool_writes_a_checkpoint_that_reproduces_the_torch_model(tmp_path, suff
     source = tmp_path / f"weights{suffix}"
     write_state(source, numpy_state(model, prefix="module." if suffix == ".pth" else ""))
     output = tmp_path / "out" / "imported.ckpt"
-    result = run_tool("--arch", ARCH, "--input", str(source), "--output", str(output))
+    result = run_tool("--arch", ARCH, "--pretrained", str(source), "--file_name", str(output))
     assert result.returncode == 0, result.stderr
     net = create_model(ARCH, num_classes=6, deploy=deploy)
     not_loaded, _ = ms.load_param_into_net(net, ms.load_checkpoint(str(output)), strict_load=True)
@@ -168,7 +168,7 @@ def test_tool_rejects_bad_keys_without_writing_anything(tmp_path):
     write_state(source, state)
     output = tmp_path / "out.ckpt"
     output.write_bytes(b"previous checkpoint")
-    result = run_tool("--arch", ARCH, "--input", str(source), "--output", str(output))
+    result = run_tool("--arch", ARCH, "--pretrained", str(source), "--file_name", str(output))
     assert result.returncode == 2
     assert "missing key(s): linear.bias" in result.stderr
     assert "Traceback" not in result.stderr
@@ -186,7 +186,7 @@ def test_tool_reports_unreadable_inputs_in_one_line(tmp_path, file_name, content
     source = tmp_path / file_name
     if content is not None:
         source.write_text(content)
-    result = run_tool("--arch", ARCH, "--input", str(source), "--output", str(tmp_path / "o.ckpt"))
+    result = run_tool("--arch", ARCH, "--pretrained", str(source), "--file_name", str(tmp_path / "o.ckpt"))
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -199,7 +199,7 @@ def test_tool_says_how_to_read_pth_without_torch(tmp_path):
     # A None entry in sys.modules makes `import torch` fail, as on a machine without PyTorch.
     block_torch = "import sys, runpy; sys.modules['torch'] = None; sys.argv = ['import_weights'] + sys.argv[1:]; " \
                   "runpy.run_module('src.tools.import_weights', run_name='__main__')"
-    result = run_tool("--arch", ARCH, "--input", str(source), "--output", str(tmp_path / "o.ckpt"),
+    result = run_tool("--arch", ARCH, "--pretrained", str(source), "--file_name", str(tmp_path / "o.ckpt"),
                       launcher=("-c", block_torch))
     assert result.returncode == 2
     assert "needs PyTorch, which is not installed" in result.stderr
@@ -208,6 +208,6 @@ def test_tool_says_how_to_read_pth_without_torch(tmp_path):
 def test_tool_rejects_an_unknown_arch(tmp_path):
     source = tmp_path / "w.npz"
     write_state(source, numpy_state(torch_model(ARCH, "official")))
-    result = run_tool("--arch", "RepVGG-X1", "--input", str(source), "--output", str(tmp_path / "o.ckpt"))
+    result = run_tool("--arch", "RepVGG-X1", "--pretrained", str(source), "--file_name", str(tmp_path / "o.ckpt"))
     assert result.returncode == 2
     assert "unknown arch 'RepVGG-X1'" in result.stderr
