@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import randomise_batchnorm
 
-from src.checkpoint_files import CheckpointForm, checkpoint_form, save_checkpoint_atomic
+from src.checkpoint_files import CheckpointForm, checkpoint_form, read_checkpoint, save_checkpoint_atomic
 from src.data import write_demo_imagefolder
 from src.deploy.quantize import quantize_int8_learned
 from src.models import create_model
@@ -53,7 +53,7 @@ def qat_args(data: Path, start: Path, out: Path) -> list[str]:
 
 def test_qat_checkpoint_is_the_fake_quantised_net_with_frozen_observed_ranges(qat_run):
     _, checkpoint = qat_run
-    params = ms.load_checkpoint(str(checkpoint))
+    params = read_checkpoint(checkpoint)
     assert checkpoint_form(params) is CheckpointForm.FAKE_QUANT
     assert float(params["input_quant.observed"].asnumpy()) == 1.0
     assert all(float(params[name].asnumpy()) == 1.0 for name in params if name.endswith(".frozen"))
@@ -95,7 +95,7 @@ def test_a_resumed_qat_run_ends_where_the_straight_one_does(qat_run, tmp_path):
     run(*qat_args(data, start, tmp_path), "--epochs", "1", "--qat_freeze_epochs", "0")
     resumed = run(*qat_args(data, start, tmp_path), "--resume", "auto")
     assert "resumed from" in resumed.stderr and "after epoch 1" in resumed.stderr
-    expected, actual = ms.load_checkpoint(str(straight)), ms.load_checkpoint(str(tmp_path / straight.name))
+    expected, actual = read_checkpoint(straight), read_checkpoint(tmp_path / straight.name)
     assert expected.keys() == actual.keys()
     compared = [name for name in expected if name not in ("learning_rate", "best_top1")]
     assert "output_quants.3.range_max" in compared and "output_quants.3.frozen" in compared
