@@ -41,7 +41,8 @@ def machine_section(inputs: ReportInputs) -> str:
         f"- CPU: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, vector ISA {machine['isa']}; "
         f"load average (1 min) when the run started: {machine['load_average_1min_at_start']}",
         f"- threads: {machine['threads']} for every engine; MindSpore's oneDNN capped at "
-        f"`ONEDNN_MAX_CPU_ISA={machine['onednn_isa_mindspore']}` (SPEC §9), PyTorch with its own defaults",
+        f"`ONEDNN_MAX_CPU_ISA={machine['onednn_isa_mindspore']}` (see 'CPU speed guard' in the README), "
+        "PyTorch with its own defaults",
         f"- versions: {versions}",
         f"- FP32 limit (best large SGEMM before and after the run, GFLOP/s): {gemms} -> **{limit.gflops:.1f} "
         f"GFLOP/s**, the reference for every \"% of FP32 limit\" below (an fp32 share above 100 % means the machine "

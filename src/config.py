@@ -89,12 +89,12 @@ class Config:
     sync_bn: bool = False                   # data parallel on Ascend: BatchNorm statistics across devices
     ema_decay: float = 0.9999               # EMA decay per step
     seed: int = 0                           # seed of the initial weights, data order and augmentation
-    # ===== Knowledge distillation (seed 003) ===== #
+    # ===== Knowledge distillation (as in a PyTorch RepVGG with knowledge distillation) ===== #
     teacher_arch: str | None = None         # any registered arch; the teacher has the student's num_classes
     teacher_ckpt: str | None = None         # the teacher's checkpoint, train or deploy form (EMA weights preferred)
     kd_alpha: float = 0.0                   # weight of the distillation term (0: off, 1: teacher only)
     kd_temperature: float = 4.0             # softmax temperature of the distillation term
-    # ===== RepOpt-VGG (seed 002) ===== #
+    # ===== RepOpt-VGG (Ding et al., ICLR 2023) ===== #
     # optimizer: repopt trains the plain RepOpt-VGG with the RepOptimizer, whose gradient multipliers come
     # from the scales file a repopt_search run wrote. repopt_search: true trains the hyper-search net instead.
     repopt_scales: str | None = None        # .npz of searched scales; read when optimizer is repopt
