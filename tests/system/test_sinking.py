@@ -12,6 +12,7 @@ import pytest
 from mindspore import nn
 
 import src.engine.trainer as trainer_module
+from src.checkpoint_files import read_checkpoint
 from src.config import load_config
 from src.data import write_demo_imagefolder
 from src.device import setup_device
@@ -101,7 +102,7 @@ def fit(data: Path, out: Path, resume: bool = False, stop_at_once: bool = False,
 
 
 def state(path: Path) -> dict:
-    return {name: p.asnumpy() for name, p in ms.load_checkpoint(str(path)).items()}
+    return {name: p.asnumpy() for name, p in read_checkpoint(path).items()}
 
 
 def test_a_sunk_run_stopped_at_a_sink_boundary_and_resumed_equals_a_step_by_step_run(sinking_on_cpu, tmp_path):
