@@ -65,6 +65,7 @@ def test_from_a_folder_of_images_to_predictions_from_the_checkpoint_and_its_onnx
     assert trained.returncode == 0, trained.stderr[-3000:]
     checkpoint = tmp_path / "run" / "RepVGG-A0-cifar-epoch0008.ckpt"
     assert checkpoint.is_file(), sorted(os.listdir(tmp_path / "run"))
+    assert (tmp_path / "run" / "classes.txt").read_text().split() == CLASSES
 
     # Single files, as a user classifies a photo: the recipe comes from the run's config.yaml beside the checkpoint.
     files = [str(path.relative_to(tmp_path)) for path in sorted(images.glob("val/*/*.jpg"))]
