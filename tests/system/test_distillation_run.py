@@ -9,7 +9,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint_files import save_checkpoint_atomic
+from src.checkpoint_files import read_checkpoint, save_checkpoint_atomic
 from src.data import write_demo_imagefolder
 from src.engine.distillation import TEACHER_PREFIX
 from src.models import create_model
