@@ -7,6 +7,12 @@ from src.timing import Timing
 # A training step costs about three forward passes: the forward, and a backward that computes gradients for
 # both the activations and the weights (each as costly as the forward).
 TRAIN_STEP_FORWARD_PASSES = 3
+# MindSpore's own nn.TrainOneStepCell, the reference the project's train step is measured against.
+BARE_TRAIN_STEP = "MindSpore bare TrainOneStepCell O0"
+
+
+def project_engine(level: str) -> str:
+    return f"MindSpore graph {level}"
 
 
 @dataclass(frozen=True)
@@ -48,3 +54,12 @@ class Measurement:
         return (f"{self.arch:16} {self.image_size:4}px {self.engine:34} {self.structure:20} bs {self.batch:3}: "
                 f"{self.images_per_second:8.1f} img/s, {self.latency_ms:8.2f} ms "
                 f"(IQR {self.timing.spread_percent:4.1f} %)")
+
+
+def speed_against_bare(measurements: list[Measurement]) -> dict[tuple[str, int], float]:
+    """Per (arch, size): the project's O0 throughput as a fraction of the bare step's (1 - it is the share of
+    the step that is the project's own)."""
+    by_engine = {(m.arch, m.image_size, m.engine): m.timing.median for m in measurements}
+    return {(arch, size): seconds / by_engine[(arch, size, project_engine("O0"))]
+            for (arch, size, engine), seconds in by_engine.items()
+            if engine == BARE_TRAIN_STEP and (arch, size, project_engine("O0")) in by_engine}

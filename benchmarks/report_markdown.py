@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from benchmarks.fp32_limit import Fp32Limit
 from benchmarks.int8_accuracy import FEW_LEVELS, INT8_LEVELS, Int8Accuracy
-from benchmarks.measurement import Measurement
+from benchmarks.measurement import Measurement, speed_against_bare
 from benchmarks.targets import TargetCheck
 
 
@@ -41,7 +41,8 @@ def machine_section(inputs: ReportInputs) -> str:
         f"- CPU: {machine['cpu']}, {machine['logical_cpus']} logical CPUs, vector ISA {machine['isa']}; "
         f"load average (1 min) when the run started: {machine['load_average_1min_at_start']}",
         f"- threads: {machine['threads']} for every engine; MindSpore's oneDNN capped at "
-        f"`ONEDNN_MAX_CPU_ISA={machine['onednn_isa_mindspore']}` (SPEC §9), PyTorch with its own defaults",
+        f"`ONEDNN_MAX_CPU_ISA={machine['onednn_isa_mindspore']}` (see 'CPU speed guard' in the README), "
+        "PyTorch with its own defaults",
         f"- versions: {versions}",
         f"- FP32 limit (best large SGEMM before and after the run, GFLOP/s): {gemms} -> **{limit.gflops:.1f} "
         f"GFLOP/s**, the reference for every \"% of FP32 limit\" below (an fp32 share above 100 % means the machine "
@@ -106,13 +107,17 @@ def training_section(inputs: ReportInputs, chart: str) -> str:
              f"{m.gflops_per_second:.1f}", f"{100 * m.gflops_per_second / inputs.limit.gflops:.0f}"]
             for m in inputs.training]
     first = inputs.training[0]
+    against_bare = [f"{arch} {size} px: {ratio:.3f}x ({100 * (1 - ratio):.1f} % of the step is the project's own)"
+                    for (arch, size), ratio in speed_against_bare(inputs.training).items()]
     return "\n".join([
         f"### Training step, batch {first.batch} (random data)", "",
         table(["arch", "input", "engine", "img/s", "ms/step", "GFLOP/s", "% FP32 limit"], rows, right_from=3),
         "",
         "The whole step: forward, soft-target cross entropy, backward, global-norm clipping, momentum SGD. "
         "MindSpore O1 computes in float16, which CPUs have no fast convolution for; PyTorch runs the same "
-        "three-branch network in fp32 eager mode.",
+        "three-branch network in fp32 eager mode. The bare TrainOneStepCell is MindSpore's own step on the same "
+        "network and optimiser, without the finite check, BatchNorm backup and clipping, timed in turn with the "
+        "project's step; the project's O0 step against it: " + ("; ".join(against_bare) or "not measured") + ".",
         "",
         f"![training]({chart})",
     ])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline inference with the C++ harness (seed 001's Ascend 310 flow): build ascend310_infer/, preprocess the
+# Offline inference with the C++ harness (ModelZoo RepVGG's Ascend 310 flow): build ascend310_infer/, preprocess the
 # data set to .bin files, run the harness, score its results. Outputs go to the current directory:
 #   preprocess_Result/ (00_data/*.bin, labels.json), result_Files/ (*_0.bin, accuracy.json),
 #   build.log, preprocess.log, infer.log, acc.log (top-1/top-5 in percent and the mean latency).

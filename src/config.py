@@ -89,12 +89,12 @@ class Config:
     sync_bn: bool = False                   # data parallel on Ascend: BatchNorm statistics across devices
     ema_decay: float = 0.9999               # EMA decay per step
     seed: int = 0                           # seed of the initial weights, data order and augmentation
-    # ===== Knowledge distillation (seed 003) ===== #
+    # ===== Knowledge distillation (as in a PyTorch RepVGG with knowledge distillation) ===== #
     teacher_arch: str | None = None         # any registered arch; the teacher has the student's num_classes
     teacher_ckpt: str | None = None         # the teacher's checkpoint, train or deploy form (EMA weights preferred)
     kd_alpha: float = 0.0                   # weight of the distillation term (0: off, 1: teacher only)
     kd_temperature: float = 4.0             # softmax temperature of the distillation term
-    # ===== RepOpt-VGG (seed 002) ===== #
+    # ===== RepOpt-VGG (Ding et al., ICLR 2023) ===== #
     # optimizer: repopt trains the plain RepOpt-VGG with the RepOptimizer, whose gradient multipliers come
     # from the scales file a repopt_search run wrote. repopt_search: true trains the hyper-search net instead.
     repopt_scales: str | None = None        # .npz of searched scales; read when optimizer is repopt
@@ -112,6 +112,11 @@ class Config:
     # ===== Hardware ===== #
     device_target: str = "CPU"              # where to run: CPU | GPU | Ascend
     device_id: int = 0                      # which device of the machine
+    # Data sinking (Ascend, GPU; MindSpore cannot sink on CPU): the device runs sink_size steps per call,
+    # fed from its own data queue, with no host round trip between them. Logs, the non-finite check, a
+    # clean stop and checkpoints then act at sink boundaries: a stop waits for the current sink to end.
+    dataset_sink_mode: bool = False         # Ascend/GPU: run sink_size steps per device call
+    sink_size: int = -1                     # steps per sink; -1: a whole epoch
 
     def __post_init__(self) -> None:
         """Check and normalise every value (type, range, choice, registered spelling), then the rules between
@@ -264,6 +269,12 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
+def _check_sink_size(value: int) -> int:
+    if value != -1 and value < 1:
+        raise UserError(f"must be -1 (a whole epoch) or a number of steps >= 1, got {value!r}")
+    return value
+
+
 def _check_mixup_mode(value: str) -> str:
     if value.lower() in ("pair", "elem"):
         raise UserError(f"mode {value!r} is not implemented; only 'batch' is (one MixUp/CutMix draw per batch)")
@@ -352,6 +363,7 @@ _RULES: dict[str, Check] = {
     "eval_every": _NON_NEGATIVE,
     "device_target": _one_of(*CHOICES["device_target"]),
     "device_id": _NON_NEGATIVE,
+    "sink_size": _check_sink_size,
 }
 
 # Pairs (a, b) that must satisfy a <= b.

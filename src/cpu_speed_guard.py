@@ -1,7 +1,7 @@
 """Keep MindSpore's oneDNN off its reference convolution kernel on AVX-512 CPUs.
 
 MindSpore 2.10 bundles oneDNN 3.10, which on AVX-512 machines runs 3x3 convolutions through
-``jit_uni_ncsp:conv+ref`` -- about 100x slower than the AVX2 JIT kernel (SPEC §9). Capping the ISA at
+``jit_uni_ncsp:conv+ref`` -- about 100x slower than the AVX2 JIT kernel. Capping the ISA at
 AVX2 before MindSpore is imported restores the fast kernel. A user's own setting always wins.
 """
 

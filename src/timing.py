@@ -43,3 +43,20 @@ def time_repeats(run: Callable[[], object], warmup: int, repeats: int) -> Timing
         run()
         seconds.append(time.perf_counter() - start)
     return Timing(tuple(seconds))
+
+
+def time_interleaved(runs: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, Timing]:
+    """Like ``time_repeats`` for several calls taken in turn (A, B, A, B, ...), so a machine whose load
+    changes (other jobs) slows them alike and their ratio stays meaningful."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: Timing(tuple(values)) for name, values in seconds.items()}

@@ -1,4 +1,4 @@
-// RepVGG inference harness on the MindSpore C++ inference API (seed 001's ascend310_infer, SPEC §7).
+// RepVGG inference harness on the MindSpore C++ inference API (after the MindSpore ModelZoo RepVGG's ascend310_infer).
 //
 // Loads a MINDIR with Model::Build(path, ModelType::kMindIR, context) on an Ascend device or on the CPU, runs
 // every .bin file of --input_path through it and writes one result file per input and output. The only

@@ -8,7 +8,7 @@ Two recipes, chosen by ``cfg.set``:
   and shrinking a photo to a small ``image_size`` that way aliases badly (15/255 mean difference to PIL at 32
   px, and a top-1 several points lower than a torchvision pipeline on real photos). ``area`` stays on
   OpenCV's ``INTER_AREA``, which PIL does not offer and which already averages when it shrinks.
-- CIFAR-100 and the demo set (32x32, seed 000): RandAugment/AutoAugment, 4-pixel padded random crop,
+- CIFAR-100 and the demo set (32x32, as a Jittor RepVGG): RandAugment/AutoAugment, 4-pixel padded random crop,
   flip, CIFAR-100 normalisation, CHW, random erasing; eval only normalises. Both resize to
   ``image_size`` when it is not 32.
 

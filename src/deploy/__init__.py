@@ -1,5 +1,5 @@
 """Deployment: exporting the deploy network, and offline inference outside MindSpore's Python API (the
-Ascend 310 flow of seed 001 and its CPU twin on MindSpore Lite).
+Ascend 310 flow of the MindSpore ModelZoo RepVGG and its CPU twin on MindSpore Lite).
 
 - ``export``: a checkpoint's network -> MINDIR, AIR or ONNX (export.py).
 - ``binfiles``: the file formats shared by preprocess.py, the C++ harness in ``ascend310_infer/`` and

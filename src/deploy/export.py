@@ -3,7 +3,7 @@
 A RepOpt-VGG is plain already and goes out as it is; a RepOpt search net is merged into the plain RepOpt-VGG that
 computes the same function (its branches are linear), as a RepVGG is fused into its deploy form.
 
-ONNX files follow the edge-deployment convention of seed 004: opset 11, one input named ``data`` and one
+ONNX files follow the usual edge-deployment convention: opset 11, one input named ``data`` and one
 output named ``output``, optionally with a dynamic batch dimension. They carry the class names and the
 evaluation preprocessing in their metadata; MINDIR and AIR files get their class names beside them
 (``src.deploy.model_info``).

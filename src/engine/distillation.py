@@ -1,4 +1,4 @@
-"""Knowledge distillation (Hinton et al. 2015, as in seed 003): a frozen teacher's softened outputs as extra
+"""Knowledge distillation (Hinton et al. 2015, as in a PyTorch RepVGG-KD): a frozen teacher's softened outputs as extra
 targets for the student.
 
 The loss is ``(1 - alpha) * CE(student, targets) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))``.

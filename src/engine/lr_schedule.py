@@ -1,4 +1,4 @@
-"""Per-step learning rates: linear warm-up, then cosine, step or constant (SPEC §6)."""
+"""Per-step learning rates: linear warm-up, then cosine, step or constant."""
 
 import numpy as np
 

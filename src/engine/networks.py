@@ -1,6 +1,6 @@
 """The network a config trains: RepVGG, the RepOpt hyper-search net, or the plain RepOpt-VGG.
 
-Two keys choose (seed 002's two stages): ``repopt_search: true`` trains the search net (``RepOptSearchNet``, every
+Two keys choose (RepOptimizer's two stages): ``repopt_search: true`` trains the search net (``RepOptSearchNet``, every
 branch scale trainable) with the config's plain optimizer and writes its scales next to the checkpoints;
 ``optimizer: repopt`` trains the plain RepOpt-VGG, started from the scales in ``repopt_scales`` and stepped by the
 RepOptimizer with their gradient multipliers. Otherwise the net is the RepVGG of ``arch``.

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import mindspore as ms
 import mindspore.dataset as ds
-import numpy as np
 from mindspore import Tensor, nn
 from tqdm import tqdm
 
@@ -27,6 +26,7 @@ from src.engine.lr_schedule import build_lr_schedule
 from src.engine.networks import build_network, build_training_network, set_qat_ranges, write_searched_scales
 from src.engine.optimizer import build_optimizer
 from src.engine.run_checkpoints import CheckpointKeeper, RunPosition, restore_train_step, run_checkpoints
+from src.engine.sinking import SINKING_DEVICES, StepTally, device_sink, steps_per_sink
 from src.engine.stop_request import StopRequest
 from src.engine.sync_batchnorm import convert_to_sync_batchnorm
 from src.engine.train_step import NetWithLoss, SoftTargetCrossEntropy, TrainStep, make_loss_scaler
@@ -66,6 +66,9 @@ def _train_dataset(cfg: Config, epoch: int, placement: Placement, skipped: froze
 
 
 def _loss_scaler(cfg: Config):
+    if cfg.amp_level == "O0":
+        # float32 throughout: nothing underflows that scaling would save, and the step skips a scale of 1.
+        return make_loss_scaler(False, 1.0)
     dynamic = cfg.is_dynamic_loss_scale
     if dynamic and cfg.device_target == "CPU":
         get_logger().info(f"dynamic loss scaling is refused by MindSpore's CPU backend: using the fixed "
@@ -117,6 +120,11 @@ class Trainer:
         self.position = RunPosition()
         self.stop = StopRequest(placement.distributed)
         self.nonfinite_streak = 0
+        self.sinks = cfg.dataset_sink_mode and cfg.device_target in SINKING_DEVICES
+        if cfg.dataset_sink_mode and not self.sinks:
+            self.log.info(f"dataset_sink_mode: MindSpore cannot sink data on {cfg.device_target}; training step by "
+                          "step")
+        self.tally = StepTally(self.train_step) if self.sinks else None
 
     def _use_sync_batchnorm(self) -> None:
         if self.cfg.device_target != "Ascend":
@@ -159,51 +167,96 @@ class Trainer:
         dataset = create_dataset(cfg, "val", training=False, skipped=self.skipped_images)
         return evaluate(self.evaluation_network(), iterate_checked(dataset, data_folder(cfg, "val")))
 
-    def _count_nonfinite(self, finite: bool) -> None:
-        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
-        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+    def _check_divergence(self, longest_streak: int) -> None:
+        if longest_streak >= self.cfg.max_nonfinite_steps:
             last = self.keeper.latest()
             raise DivergenceError(
-                f"training diverged: {self.nonfinite_streak} steps in a row had a non-finite loss or gradients "
+                f"training diverged: {longest_streak} steps in a row had a non-finite loss or gradients "
                 f"(up to step {self.position.step}, learning rate {self.lr[self.position.step - 1]:.3g}); "
                 f"nothing was saved from them. Last good checkpoint: {last or 'none'}. Lower base_lr, keep "
                 "clip_global_norm_value on, or raise max_nonfinite_steps if the loss scale is still settling")
 
+    def _count_nonfinite(self, finite: bool) -> None:
+        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
+        self._check_divergence(self.nonfinite_streak)
+
     def _train_one_epoch(self, epoch: int) -> EpochOutcome:
         cfg = self.cfg
-        dataset = _train_dataset(cfg, epoch, self.placement, self.skipped_images)
         set_qat_ranges(cfg, self.net, epoch)
         self.train_step.set_train(True)
-        # After a mid-epoch stop, the batches already trained on are drawn again (the same ones: the pipeline
-        # is seeded by the epoch) and passed over, so the run continues exactly where it stopped.
         done_before = self._steps_into_epoch()
-        losses, skipped, stopped = [], 0, False
         start = time.perf_counter()
-        batches = tqdm(iterate_checked(dataset, data_folder(cfg, "train")), total=self.steps_per_epoch,
-                       initial=done_before, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not self.placement.is_main, leave=False, mininterval=2.0, unit="step")
-        for index, (images, labels) in enumerate(batches):
-            if index < done_before:
-                continue
-            loss, finite = self.train_step(Tensor(images), Tensor(labels))
-            self.position.step += 1
-            finite = bool(finite.asnumpy())
-            if finite:
-                losses.append(float(loss.asnumpy()))
-            else:
-                skipped += 1
-            batches.set_postfix(loss=f"{losses[-1]:.4f}" if losses else "nan",
-                                lr=f"{self.lr[self.position.step - 1]:.2e}")
-            self._count_nonfinite(finite)
-            if index + 1 < self.steps_per_epoch and self.stop.requested():
-                stopped = True
-                break
-        batches.close()
+        progress = tqdm(total=self.steps_per_epoch, initial=done_before, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                        disable=not self.placement.is_main, leave=False, mininterval=2.0, unit="step")
+        train = self._train_sunk if self.sinks else self._train_step_by_step
+        loss_sum, finite_steps, skipped, stopped = train(epoch, done_before, progress)
+        progress.close()
         seconds = time.perf_counter() - start
         trained_steps = self._steps_into_epoch() - done_before if stopped else self.steps_per_epoch - done_before
         images_per_second = trained_steps * cfg.batch_size * self.placement.group_size / seconds
-        mean_loss = float(np.mean(losses)) if losses else math.nan
+        mean_loss = loss_sum / finite_steps if finite_steps else math.nan
         return EpochOutcome(mean_loss, images_per_second, skipped, stopped)
+
+    def _train_step_by_step(self, epoch: int, done_before: int, progress: tqdm) -> tuple[float, int, int, bool]:
+        """(finite loss sum, finite steps, skipped steps, stopped) of the epoch's remaining steps."""
+        cfg = self.cfg
+        dataset = _train_dataset(cfg, epoch, self.placement, self.skipped_images)
+        loss_sum, finite_steps, skipped, last_loss = 0.0, 0, 0, math.nan
+        # After a mid-epoch stop, the batches already trained on are drawn again (the same ones: the pipeline
+        # is seeded by the epoch) and passed over, so the run continues exactly where it stopped.
+        for index, (images, labels) in enumerate(iterate_checked(dataset, data_folder(cfg, "train"))):
+            if index < done_before:
+                continue
+            # from_numpy shares the batch's memory instead of copying it.
+            loss, finite = self.train_step(Tensor.from_numpy(images), Tensor.from_numpy(labels))
+            self.position.step += 1
+            finite = bool(finite.asnumpy())
+            if finite:
+                last_loss = float(loss.asnumpy())
+                loss_sum += last_loss
+                finite_steps += 1
+            else:
+                skipped += 1
+            progress.update()
+            progress.set_postfix(loss=f"{last_loss:.4f}", lr=f"{self.lr[self.position.step - 1]:.2e}", refresh=False)
+            self._count_nonfinite(finite)
+            if index + 1 < self.steps_per_epoch and self.stop.requested():
+                return loss_sum, finite_steps, skipped, True
+        return loss_sum, finite_steps, skipped, False
+
+    def _train_sunk(self, epoch: int, done_before: int, progress: tqdm) -> tuple[float, int, int, bool]:
+        """As ``_train_step_by_step``, in sinks of ``sink_size`` steps; a resumed epoch whose remaining steps
+        are not a whole number of sinks first runs the odd ones step by step, so sinks end where the epoch
+        does. Logs, the divergence check and a stop act at sink boundaries."""
+        cfg = self.cfg
+        sink = steps_per_sink(cfg.sink_size, self.steps_per_epoch)
+        remaining = self.steps_per_epoch - done_before
+        lead = remaining % sink
+        loss_sum, finite_steps, skipped = 0.0, 0, 0
+
+        def account(steps: int) -> None:
+            nonlocal loss_sum, finite_steps, skipped
+            tally = self.tally.read()
+            self.position.step += steps
+            loss_sum += tally.finite_loss_sum
+            finite_steps += tally.finite_steps
+            skipped += tally.skipped_steps
+            progress.update(steps)
+            self._check_divergence(tally.longest_streak)
+
+        if lead:
+            dataset = _train_dataset(cfg, epoch, self.placement, self.skipped_images).skip(done_before).take(lead)
+            for images, labels in iterate_checked(dataset, data_folder(cfg, "train")):
+                self.tally(Tensor.from_numpy(images), Tensor.from_numpy(labels))
+            account(lead)
+        dataset = _train_dataset(cfg, epoch, self.placement, self.skipped_images).skip(done_before + lead)
+        run_sink = device_sink(self.tally, dataset, sink)
+        for _ in range(remaining // sink):
+            run_sink()
+            account(sink)
+            if self._steps_into_epoch() < self.steps_per_epoch and self.stop.requested():
+                return loss_sum, finite_steps, skipped, True
+        return loss_sum, finite_steps, skipped, False
 
     def _write_searched_scales(self) -> None:
         """A RepOpt search keeps its scales file in step with its newest checkpoint (rank 0 calls this)."""

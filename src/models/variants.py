@@ -1,7 +1,7 @@
 """The RepVGG family as data: one table of variants, two stage layouts, no per-variant code.
 
 Depths and width multipliers are those of the official implementation (Ding et al., "RepVGG: Making
-VGG-style ConvNets Great Again", CVPR 2021, github.com/DingXiaoH/RepVGG). The CIFAR variants follow seed 000:
+VGG-style ConvNets Great Again", CVPR 2021, github.com/DingXiaoH/RepVGG). The CIFAR variants follow a Jittor RepVGG:
 halved base widths, and a stride-1 stem and first stage for 32x32 inputs.
 
 A second, smaller table names the RepOpt-VGG models of the RepOpt paper's ImageNet results (Ding et al.,

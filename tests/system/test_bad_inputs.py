@@ -1,4 +1,4 @@
-"""The bad-input matrix (SPEC §8): every entry point, given a missing path, an empty or one-class data set, a broken
+"""The bad-input matrix: every entry point, given a missing path, an empty or one-class data set, a broken
 image, a checkpoint or model of another arch or class count, a bad config, or an output it cannot write, stops with
 one ``error:`` line and exit code 2 - never a traceback - and leaves every file that was there before untouched.
 

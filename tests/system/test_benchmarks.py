@@ -15,6 +15,7 @@ from benchmarks.fp32_limit import Fp32Limit, measure_fp32_limit
 from benchmarks.inference_speed import DEPLOY, MINDSPORE, ORT_FP32, ORT_INT8, TORCH, TRAIN, measure_inference
 from benchmarks.int8_accuracy import measure_int8_accuracy, per_tensor_levels
 from benchmarks.machine import describe_machine
+from benchmarks.measurement import BARE_TRAIN_STEP, Measurement, speed_against_bare
 from benchmarks.report import complexity_row, write_outputs
 from benchmarks.report_markdown import ReportInputs
 from benchmarks.torch_jobs import block_shapes, torch_deploy_state
@@ -25,6 +26,7 @@ from src.data import write_demo_imagefolder
 from src.models import create_model, repvgg_model_convert
 from src.models.repvgg import RepVGG
 from src.models.variants import CIFAR_LAYOUT, RepVGGVariant
+from src.timing import Timing
 
 # Stem 8, stages 8/16/32/64 channels, one block each; CIFAR strides (1, 1, 2, 2, 2).
 TINY = RepVGGVariant((1, 1, 1, 1), (0.25, 0.25, 0.25, 0.25), layout=CIFAR_LAYOUT)
@@ -105,6 +107,14 @@ def test_per_tensor_levels_scale_each_channel_by_the_widest():
     np.testing.assert_allclose(per_tensor_levels(kernel), [127.0, 63.5, 12.7], rtol=1e-6)
 
 
+def test_the_project_step_is_compared_with_the_bare_step_of_the_same_arch_and_size():
+    def measured(size, engine, seconds):
+        return Measurement("RepVGG-A0", size, engine, "train step", 32, 2, Timing((seconds,)), 1.0)
+    measurements = [measured(224, "MindSpore graph O0", 2.0), measured(224, BARE_TRAIN_STEP, 1.8),
+                    measured(224, "MindSpore graph O1", 1.0), measured(32, BARE_TRAIN_STEP, 1.0)]
+    assert speed_against_bare(measurements) == {("RepVGG-A0", 224): pytest.approx(0.9)}
+
+
 def read_csv(path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -130,8 +140,8 @@ def test_a_tiny_run_writes_the_expected_csv_rows_and_report(tmp_path):
     assert all(row["batch"] == "1" and row["repeats"] == "1" and float(row["img_per_s"]) > 0
                and float(row["pct_of_fp32_limit"]) > 0 for row in rows)
     assert run.agreement[TORCH] < 1e-4 and run.agreement[ORT_FP32] < 1e-4
-    assert [row["engine"] for row in read_csv(out / "train_throughput.csv")] == ["MindSpore graph O0",
-                                                                                 "PyTorch eager fp32"]
+    assert [row["engine"] for row in read_csv(out / "train_throughput.csv")] == [
+        "MindSpore graph O0", BARE_TRAIN_STEP, "PyTorch eager fp32"]
     assert [row["weight_scales"] for row in read_csv(out / "int8_accuracy.csv")] == ["-", "per-channel",
                                                                                     "per-tensor"]
     (complexity,) = read_csv(out / "complexity.csv")
@@ -142,5 +152,6 @@ def test_a_tiny_run_writes_the_expected_csv_rows_and_report(tmp_path):
                     "### Targets"):
         assert heading in report
     assert f"| {ORT_FP32} | {DEPLOY} |" in report
+    assert f"{arch} {size} px: " in report and "of the step is the project's own" in report
     assert all((out / name).stat().st_size > 0 for name in (f"inference_{arch}.png", "training.png",
                                                              "int8_accuracy.png"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from src.checkpoint_files import save_checkpoint_atomic
+from src.checkpoint_files import read_checkpoint, save_checkpoint_atomic
 from src.data import write_demo_imagefolder
 from src.engine.distillation import TEACHER_PREFIX
 from src.models import create_model
@@ -42,9 +42,9 @@ def test_train_py_distils_from_a_teacher_checkpoint_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr
     checkpoint = out / "RepVGG-A0-cifar-epoch0002.ckpt"
-    saved = ms.load_checkpoint(str(checkpoint))
+    saved = read_checkpoint(checkpoint)
     # The teacher rides along in the train step's checkpoint (resume restores it), exactly as it was loaded.
-    for name, value in ms.load_checkpoint(str(teacher_path)).items():
+    for name, value in read_checkpoint(teacher_path).items():
         np.testing.assert_array_equal(saved[TEACHER_PREFIX + name].asnumpy(), value.asnumpy(), err_msg=name)
     # eval.py and export.py read the student alone from the same file.
     student, _ = load_network(checkpoint, "RepVGG-A0-cifar", DEMO_CLASSES)

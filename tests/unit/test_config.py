@@ -75,7 +75,7 @@ def test_cifar100_recipe_is_the_seed_000_recipe():
     assert (cfg.set, cfg.num_classes, cfg.image_size) == ("CIFAR100", 100, 32)
     assert (cfg.epochs, cfg.batch_size, cfg.base_lr, cfg.weight_decay, cfg.min_lr) == (250, 512, 0.4, 5e-4, 1e-6)
     assert cfg.nesterov and cfg.label_smoothing == 0.1
-    # torchvision's magnitude 9 of 30, which seed 000 used, is 3 on timm's 0-10 scale.
+    # torchvision's magnitude 9 of 30, which the Jittor RepVGG on CIFAR-100 used, is 3 on timm's 0-10 scale.
     assert parse_rand_augment(cfg.auto_augment) == RandAugmentSpec(num_ops=2, magnitude=3.0)
 
 
@@ -86,7 +86,7 @@ def test_demo_recipe_trains_on_cpu_with_a_fixed_loss_scale():
 
 
 def test_modelzoo_spellings_load(tmp_path):
-    # Idioms of seed 001's recipe: `None` for null, ints for floats, `5.`, `False`, YAML-1.1 string `1e-4`.
+    # Idioms of the MindSpore ModelZoo recipe: `None` for null, ints for floats, `5.`, `False`, YAML-1.1 string `1e-4`.
     path = write_yaml(tmp_path, "arch: RepVGG-A0\nauto_augment: None\nre_prob: 0\nclip_global_norm_value: 5.\n"
                                 "with_ema: False\nmixup_prob: 1.\nbeta: [ 0.9, 0.999 ]\nweight_decay: 1e-4\n")
     cfg = load_config(path, check_paths=False)

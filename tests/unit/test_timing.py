@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.timing import Timing, time_repeats
+from src.timing import Timing, time_interleaved, time_repeats
 
 
 def test_warmup_calls_run_but_are_not_timed():
@@ -21,3 +21,11 @@ def test_median_quantiles_and_spread():
 def test_at_least_one_repeat_is_required():
     with pytest.raises(ValueError, match="repeats"):
         time_repeats(lambda: None, warmup=0, repeats=0)
+
+
+def test_interleaved_calls_alternate_and_each_gets_its_own_timing():
+    calls = []
+    timings = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               warmup=1, repeats=3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+    assert {name: len(timing.seconds) for name, timing in timings.items()} == {"a": 3, "b": 3}
