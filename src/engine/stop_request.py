@@ -32,6 +32,7 @@ class StopRequest:
 
     def __init__(self, distributed: bool = False):
         self.signal_number: int | None = None
+        self._signalled = False  # this process received a signal itself (not only heard of one from a peer)
         self._any_rank = _AnyRank() if distributed else None
         self._previous: dict[int, object] = {}
 
@@ -45,9 +46,13 @@ class StopRequest:
             signal.signal(number, handler)
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        if self.signal_number is not None:
+        # Only this process's own second signal stops at once: a rank that already learned of the stop from
+        # another rank through the all-reduce may still receive its own copy of the first signal.
+        if self._signalled:
             raise KeyboardInterrupt
-        self.signal_number = number
+        self._signalled = True
+        if self.signal_number is None:
+            self.signal_number = number
         get_logger().info(f"{signal.Signals(number).name} received: stopping after this step with a resumable "
                           "checkpoint (send it again to stop at once)")
 
