@@ -5,6 +5,8 @@ Module names can follow either the official repository or timm, so its real ``st
 the importer in both namings.
 """
 
+import mindspore as ms
+import numpy as np
 import torch
 from torch import nn
 
@@ -181,3 +183,18 @@ def randomise_torch_scales(model: nn.Module, seed: int = 0) -> None:
         if isinstance(module, TorchScale):
             with torch.no_grad():
                 module.weight.copy_(torch.rand(module.weight.shape, generator=generator) * 1.2 + 0.3)
+
+
+def inputs(seed: int = 0, size: int = 16) -> np.ndarray:
+    """A batch of two random NCHW images for comparing the two implementations."""
+    return np.random.default_rng(seed).normal(size=(2, 3, size, size)).astype(np.float32)
+
+
+def torch_outputs(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def mindspore_outputs(net, x: np.ndarray) -> np.ndarray:
+    net.set_train(False)
+    return net(ms.Tensor(x)).asnumpy()

@@ -6,11 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mindspore as ms
 import numpy as np
 import pytest
 import torch
-from torch_reference import TorchRepOptVGG, numpy_state, randomise_torch_batchnorm, randomise_torch_scales
+from torch_reference import (
+    TorchRepOptVGG,
+    inputs,
+    mindspore_outputs,
+    numpy_state,
+    randomise_torch_batchnorm,
+    randomise_torch_scales,
+    torch_outputs,
+)
 
 from src.errors import UserError
 from src.models import get_variant
@@ -31,19 +38,6 @@ def torch_repopt(arch: str = ARCH, search: bool = False, num_classes: int = 10, 
     randomise_torch_scales(model, seed)
     return model.eval()
 
-
-def inputs(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(2, 3, 16, 16)).astype(np.float32)
-
-
-def torch_outputs(model, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
-
-
-def mindspore_outputs(net, x: np.ndarray) -> np.ndarray:
-    net.set_train(False)
-    return net(ms.Tensor(x)).asnumpy()
 
 
 def torch_scales(model: TorchRepOptVGG) -> dict[str, np.ndarray]:

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import save_file
-from torch_reference import TorchRepVGG, TorchRepVGGBlock, numpy_state, randomise_torch_batchnorm
+from torch_reference import (
+    TorchRepVGG,
+    TorchRepVGGBlock,
+    inputs,
+    mindspore_outputs,
+    numpy_state,
+    randomise_torch_batchnorm,
+    torch_outputs,
+)
 
 from src.models import RepVGGBlock, create_model, get_variant, repvgg_model_convert
 from src.models.weight_import import WeightImportError, load_pytorch_weights, timm_name
@@ -26,19 +34,6 @@ def torch_model(arch: str, naming: str, deploy: bool = False, num_classes: int =
     randomise_torch_batchnorm(model, seed)
     return model.eval()
 
-
-def inputs(seed: int = 0, size: int = 16) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(2, 3, size, size)).astype(np.float32)
-
-
-def torch_outputs(model, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(x)).numpy()
-
-
-def mindspore_outputs(net, x: np.ndarray) -> np.ndarray:
-    net.set_train(False)
-    return net(ms.Tensor(x)).asnumpy()
 
 
 @pytest.mark.parametrize("naming", ["official", "timm"])
