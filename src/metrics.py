@@ -2,7 +2,8 @@
 
 NumPy only: eval.py (MindSpore), infer_onnx.py (ONNX Runtime) and postprocess.py (the C++ harness's result
 files) all count and report through here, so accuracy reads the same everywhere: percent on screen and
-in the JSON record.
+in the JSON record. Every record says so in ``accuracy_unit``: the ModelZoo's postprocess wrote fractions
+under the same ``top1``/``top5`` names, and a reader must be able to tell the two apart.
 """
 
 import os
@@ -13,6 +14,8 @@ import numpy as np
 
 from src.atomic_files import write_json_atomic
 from src.logger import get_logger
+
+ACCURACY_UNIT = "percent"
 
 
 @dataclass
@@ -63,6 +66,6 @@ def report_metrics(result: EvalResult, record: dict, target: str | os.PathLike, 
     if speed:
         lines.append(speed)
     print("\n".join(lines))
-    written = write_json_atomic(target, record)
+    written = write_json_atomic(target, {**record, "accuracy_unit": ACCURACY_UNIT})
     get_logger().info(f"{result.images} images; metrics written to {written}")
     return written

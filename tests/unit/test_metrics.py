@@ -25,4 +25,4 @@ def test_report_prints_percent_and_writes_the_callers_record(tmp_path, capsys):
     target = report_metrics(result, {"model": "m", "top1": result.top1}, tmp_path / "out" / "metrics.json",
                             speed="images: 8")
     assert capsys.readouterr().out == "top-1 accuracy: 62.500 %\ntop-5 accuracy: 100.000 %\nimages: 8\n"
-    assert json.loads(target.read_text()) == {"model": "m", "top1": 62.5}
+    assert json.loads(target.read_text()) == {"model": "m", "top1": 62.5, "accuracy_unit": "percent"}
