@@ -392,6 +392,12 @@ _CONFLICTS = (
      "quantisation-aware training fine-tunes the fused plain network, which has no branch scales to search"),
     ("qat", "optimizer", lambda cfg: cfg.qat and cfg.optimizer == "repopt",
      "the fused network has no RepOptimizer gradient multipliers; fine-tune it with momentum or adamw"),
+    ("qat", "with_ema", lambda cfg: cfg.qat and cfg.with_ema,
+     "an EMA of the weights would also average the activation ranges and the flags that say they were observed "
+     "and frozen, so the EMA network would not be the int8 model; the fine-tuning is short: set with_ema false"),
+    ("qat", "kd_alpha", lambda cfg: cfg.qat and cfg.kd_alpha > 0,
+     "distillation into the fake-quantised network is not supported: distil the float network first, then run "
+     "quantisation-aware training from its checkpoint"),
 )
 
 # Paths that must exist: (key, whether it applies to this config, test, what the path should be).

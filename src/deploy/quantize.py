@@ -44,6 +44,7 @@ from src.models.fake_quant import ActivationQuantizer, FakeQuantVGG
 QDQ_OPSET = 13
 CALIBRATION_METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                        "percentile": CalibrationMethod.Percentile}
+DEFAULT_CALIBRATION_METHOD = "minmax"
 # quantize_static does not pass histogram sizes on, and its entropy default (128 bins for 128 quantised levels)
 # leaves one candidate threshold, the full range: MinMax under another name. Hence our own calibrator call, with
 # TensorRT's histogram size. ONNX Runtime's threshold search is quadratic in it: about 1.5 s per tensor at 2048.
@@ -167,8 +168,8 @@ def _quantize_with_cache(model: onnx.ModelProto, int8_path: Path, per_channel: b
     return int8_path
 
 
-def quantize_int8(fp32_path: str | Path, int8_path: str | Path, batches: list[np.ndarray],
-                  per_channel: bool = True, method: str = "minmax", entropy_bins: int = ENTROPY_BINS) -> Path:
+def quantize_int8(fp32_path: str | Path, int8_path: str | Path, batches: list[np.ndarray], per_channel: bool = True,
+                  method: str = DEFAULT_CALIBRATION_METHOD, entropy_bins: int = ENTROPY_BINS) -> Path:
     """Write the int8 model to ``int8_path``; a failure (a full disk) leaves a file already there as it was.
 
     ``method`` is a key of ``CALIBRATION_METHODS``; ``per_channel`` gives each output channel of a weight its own
@@ -196,17 +197,30 @@ def _check_exported_from(model: onnx.ModelProto, qnet: FakeQuantVGG, fp32_path: 
                         "(its convolution weights must be the ones the learned ranges belong to)")
 
 
-def learned_ranges(model: onnx.ModelProto, qnet: FakeQuantVGG) -> TensorsData:
+def check_learned_ranges(qnet: FakeQuantVGG, source: str) -> None:
+    """Refuse a fake-quantised network whose activation ranges were never observed or are not finite: no int8
+    model can carry them. Checked before anything is exported or written."""
+    quantizers = dict((name, cell) for name, cell in qnet.cells_and_names() if isinstance(cell, ActivationQuantizer))
+    unobserved = [name for name, q in quantizers.items() if float(q.observed.asnumpy()) < 0.5]
+    if unobserved:
+        raise UserError(f"{len(unobserved)} activation range(s) of {source} were never observed: the checkpoint did "
+                        "not come out of a quantisation-aware training run")
+    non_finite = [name for name, q in quantizers.items()
+                  if not np.isfinite([q.range_min.asnumpy(), q.range_max.asnumpy()]).all()]
+    if non_finite:
+        raise UserError(f"the learned ranges of {len(non_finite)} activation(s) of {source} are not finite "
+                        f"({_listed(non_finite)}): the quantisation-aware training diverged")
+
+
+def learned_ranges(model: onnx.ModelProto, qnet: FakeQuantVGG, source: str = "the fake-quantised network"
+                   ) -> TensorsData:
     """The activation ranges quantisation-aware training learned, named by the ONNX tensors they quantise: the
     input, each Conv output and the ReLU after it (ONNX Runtime fuses the pair; both get the block's output
     range, which starts at 0), the pooled features (ReduceMean) and the logits (Gemm)."""
     def range_of(quantizer: ActivationQuantizer) -> tuple[np.ndarray, np.ndarray]:
         return quantizer.range_min.asnumpy().astype(np.float32), quantizer.range_max.asnumpy().astype(np.float32)
 
-    unobserved = [q for q in qnet.activation_quantizers() if float(q.observed.asnumpy()) < 0.5]
-    if unobserved:
-        raise UserError(f"{len(unobserved)} activation range(s) of the fake-quantised network were never observed: "
-                        "the checkpoint did not come out of a quantisation-aware training run")
+    check_learned_ranges(qnet, source)
     ranges = {model.graph.input[0].name: range_of(qnet.input_quant)}
     block = 0
     for node in model.graph.node:
@@ -217,10 +231,6 @@ def learned_ranges(model: onnx.ModelProto, qnet: FakeQuantVGG) -> TensorsData:
             ranges[node.output[0]] = range_of(qnet.pool_quant)
         elif node.op_type == "Gemm":
             ranges[node.output[0]] = range_of(qnet.logits_quant)
-    non_finite = sorted(name for name, pair in ranges.items() if not np.isfinite(pair).all())
-    if non_finite:
-        raise UserError(f"the learned ranges of {len(non_finite)} activation(s) are not finite "
-                        f"({_listed(non_finite)}): the quantisation-aware training diverged")
     return TensorsData(CalibrationMethod.MinMax, ranges)
 
 
@@ -232,4 +242,4 @@ def quantize_int8_learned(fp32_path: str | Path, int8_path: str | Path, qnet: Fa
     model = load_fp32_model(fp32_path)
     _check_exported_from(model, qnet, fp32_path, source)
     return _quantize_with_cache(model, int8_path, True, CalibrationMethod.MinMax,
-                                lambda staged, input_name, work: learned_ranges(onnx.load(str(staged)), qnet))
+                                lambda staged, input_name, work: learned_ranges(onnx.load(str(staged)), qnet, source))

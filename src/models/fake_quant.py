@@ -25,7 +25,6 @@ from src.models.repvgg import (
     RepVGG,
     RepVGGBlock,
     VGGStages,
-    create_model,
     fuse_bn,
     has_multi_branch_blocks,
     repvgg_model_convert,
@@ -165,7 +164,9 @@ class FakeQuantVGG(nn.Cell):
     def float_network(self) -> RepVGG:
         """The fused (deploy-form) RepVGG with this network's float weights, no quantisation: the float32 model
         that, quantised with this network's ranges, is the int8 model QAT trained for."""
-        net = create_model(self.arch, num_classes=self.num_classes, deploy=True)
+        # Built from the layout, not the name: a RepOpt-VGG fuses into the same plain network as its RepVGG twin.
+        net = RepVGG(self.variant, num_classes=self.num_classes, deploy=True)
+        net.arch = self.arch
         weights = {"linear.weight": self.classifier.weight, "linear.bias": self.classifier.bias}
         for path, conv in zip(self.block_paths, self.convs, strict=True):
             weights[f"{path}.rbr_reparam.weight"], weights[f"{path}.rbr_reparam.bias"] = conv.weight, conv.bias
@@ -219,5 +220,6 @@ def fake_quant_network(net: VGGStages) -> FakeQuantVGG:
     classifier = FakeQuantDense(net.linear.weight.asnumpy(), net.linear.bias.asnumpy())
     quantized = FakeQuantVGG(convs, classifier, paths)
     quantized.arch = getattr(net, "arch", None)
+    quantized.variant = net.variant
     quantized.num_classes = net.num_classes
     return quantized

@@ -24,8 +24,10 @@ from src.deploy.export import export_network
 from src.deploy.onnx_runtime import check_session_fits, evaluate_onnx, open_session
 from src.deploy.quantize import (
     CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION_METHOD,
     calibration_batches,
     check_int8_target,
+    check_learned_ranges,
     load_fp32_model,
     quantize_int8,
     quantize_int8_learned,
@@ -44,6 +46,7 @@ def _qat_network(cfg: Config) -> FakeQuantVGG:
     if not isinstance(qnet, FakeQuantVGG):
         raise UserError(f"{cfg.pretrained} is no quantisation-aware training checkpoint (it holds a float "
                         "network): pass the checkpoint a qat: true run wrote, or drop qat to calibrate instead")
+    check_learned_ranges(qnet, str(cfg.pretrained))
     return qnet
 
 
@@ -54,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                         "written here from --pretrained when missing)")
     add_flag(parser, "--file_name", "--output", default=None,
              help="int8 model path (default: <onnx_path stem>.int8.onnx)")
-    parser.add_argument("--calibration_method", choices=list(CALIBRATION_METHODS), default="minmax",
-                        help="how activation ranges are chosen (default: minmax)")
+    parser.add_argument("--calibration_method", choices=list(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,
+                        help=f"how activation ranges are chosen (default: {DEFAULT_CALIBRATION_METHOD})")
     parser.add_argument("--calibration_images", type=int, default=256,
                         help="training images to calibrate on (default: 256)")
     parser.add_argument("--per_tensor", action="store_true", help="one weight scale per tensor (for comparison)")

@@ -387,6 +387,10 @@ def test_saving_replaces_an_existing_record(tmp_path):
      "'repopt_search'"),
     ({"qat": True, "pretrained": "a.ckpt", "optimizer": "repopt", "repopt_scales": "s.npz"},
      "'qat' = True cannot be combined with 'optimizer' = repopt"),
+    ({"qat": True, "pretrained": "a.ckpt", "with_ema": True}, "'qat' = True cannot be combined with 'with_ema' = "
+     "True: an EMA of the weights would also average the activation ranges"),
+    ({"qat": True, "pretrained": "a.ckpt", "kd_alpha": 0.5, "teacher_arch": "RepVGG-A0", "teacher_ckpt": "t.ckpt"},
+     "'qat' = True cannot be combined with 'kd_alpha' = 0.5: distillation into the fake-quantised network"),
     ({"qat_freeze_epochs": 3, "epochs": 2}, "'qat_freeze_epochs' must not exceed 'epochs': 3 > 2"),
     ({"qat_freeze_epochs": -1}, "invalid value for 'qat_freeze_epochs'"),
 ])

@@ -22,6 +22,7 @@ from src.deploy.onnx_runtime import open_session, run_batches
 from src.deploy.quantize import CALIBRATION_METHODS, ArrayReader, calibration_batches, quantize_int8
 from src.errors import UserError
 from src.models import create_model, repvgg_model_convert
+from src.models.fake_quant import fake_quant_network
 from src.tools import quantize_onnx
 
 REPO = Path(__file__).resolve().parents[3]
@@ -211,3 +212,18 @@ def test_tool_refuses_learned_ranges_from_a_float_checkpoint(world, tmp_path, ca
                             "--output", str(tmp_path / "int8.onnx"), "--qat", "true",
                             "--pretrained", str(float_checkpoint))
     assert_refused(code, err, "is no quantisation-aware training checkpoint", tmp_path, before)
+
+
+def test_tool_refuses_learned_ranges_that_are_not_finite_before_exporting_anything(world, tmp_path, capsys):
+    qnet = fake_quant_network(create_model(ARCH, num_classes=CLASSES))
+    qnet.set_train(True)
+    qnet(ms.Tensor(world["batches"][0]))  # every range observed once
+    qnet.pool_quant.range_max.set_data(ms.Tensor(np.float32(np.inf)))
+    diverged = save_checkpoint_atomic(qnet, world["folder"] / "diverged_qat.ckpt")
+    (tmp_path / "int8.onnx").write_bytes(b"previous")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # --onnx_path does not exist yet: the tool would export the float model there, but refuses first.
+    code, _, err = run_tool(capsys, "--data_url", str(world["data"]), "--onnx_path", str(tmp_path / "qat.onnx"),
+                            "--output", str(tmp_path / "int8.onnx"), "--qat", "true", "--pretrained", str(diverged))
+    assert_refused(code, err, "activation(s) of", tmp_path, before)
+    assert "are not finite (pool_quant)" in err
