@@ -41,7 +41,6 @@ from benchmarks.machine import cpu_model
 from benchmarks.mindspore_context import use_graph_mode_on_cpu
 from benchmarks.results_csv import write_rows
 from src.config import Config, load_config
-from src.data import data_folder
 from src.deploy.export import export_network
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
 from src.deploy.quantize import (
@@ -197,7 +196,7 @@ def _runner(session, images: np.ndarray):
 def summary(rows: list[dict]) -> None:
     """The table: mean top-1 per network and model over the seeds."""
     seeds = sorted({row["seed"] for row in rows})
-    print(f"\nTop-1 (%) on {rows[0]['images']} validation images, mean over seeds {seeds}:")
+    print(f"\nTop-1 (%) on {rows[0]['images']} validation images, mean over seeds {seeds} (each seed in brackets):")
     print("| model | " + " | ".join(dict.fromkeys(row["network"] for row in rows)) + " |")
     models = list(dict.fromkeys(row["model"] for row in rows))
     for model in models:
@@ -227,11 +226,11 @@ def main() -> None:
     comparison = Comparison(args)
     for seed in args.seeds:
         comparison.run_seed(seed)
-        write_rows(args.csv, comparison.rows)   # each seed's rows are kept should a later seed be stopped
-    summary(comparison.rows)
-    cfg = comparison.recipe(args.seeds[0], "repvgg")
-    print(f"validation images from {data_folder(cfg, 'val')}")
-    write_rows(args.speed_csv, comparison.speed_rows(cfg))
+        # Written after each seed, so that a long run stopped early keeps what it measured.
+        write_rows(args.csv, comparison.rows)
+        if seed == args.seeds[0]:
+            write_rows(args.speed_csv, comparison.speed_rows(comparison.recipe(seed, "repvgg")))
+        summary(comparison.rows)
 
 
 if __name__ == "__main__":
