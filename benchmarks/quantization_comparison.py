@@ -2,7 +2,8 @@
 Optimizers rather than Architectures", ICLR 2023), measured on the demo set or on a folder of your own images.
 
     .venv/bin/python -m benchmarks.quantization_comparison [--data FOLDER] [--config src/configs/demo.yaml]
-        [--seeds 0 1] [--epochs 8] [--calibration_methods minmax percentile] [--threads 2]
+        [--seeds 0 1] [--epochs 8] [--networks RepVGG RepOpt-VGG] [--calibration_methods minmax percentile]
+        [--threads 2]
         [--out ./output/quantization_comparison] [--csv benchmarks/results/quantization_comparison.csv]
         [--speed_csv benchmarks/results/quantization_speed.csv]
 
@@ -19,9 +20,10 @@ evaluated on the validation images with ONNX Runtime:
   the trained checkpoint, then the int8 ONNX model with the learned ranges (its top-1, and the top-1 the
   fake-quantised network had at the end of training, which it should equal).
 
-Then, on the first seed's RepVGG, the PTQ per-channel int8 model and the QAT int8 model (the same graph shape) are
-timed in turn (A, B, A, B, ...) in ONNX Runtime at batch 1 and at the recipe's batch size, and their speed ratio
-printed. Every training row records its minutes and the load average when it started (a shared machine is slower).
+Then, on the first seed's first network (RepVGG by default), the PTQ per-channel int8 model and the QAT int8
+model (the same graph shape) are timed in turn (A, B, A, B, ...) in ONNX Runtime at batch 1 and at the recipe's batch
+size, and their speed ratio printed. Every training row records its minutes and the load average when it started (a
+shared machine is slower). The CSV is rewritten after every row, so a run stopped early keeps what it measured.
 """
 
 # isort: off
@@ -63,6 +65,7 @@ QAT_RECIPE = CONFIGS / "demo_qat.yaml"
 _RUN_KEYS = ("base", "pretrained", "train_url")
 CALIBRATION_IMAGES = 256
 SPEED_WARMUP, SPEED_REPEATS = 5, 30
+NETWORKS = ("RepVGG", "RepOpt-VGG")
 
 
 def qat_recipe_keys() -> dict:
@@ -121,6 +124,7 @@ class Comparison:
                           "images": result.accuracy.images, "train_minutes": "", "load_avg_at_start": "",
                           "simulated_top1": "", **extra, "cpu": cpu_model()})
         print(f"seed {seed} {network:12} {model:36} top-1 {top1:6.2f} %", flush=True)
+        write_rows(self.args.csv, self.rows)   # after every row: a long run stopped early keeps what it measured
         return top1
 
     def measure(self, seed: int, network: str, checkpoint: Path, cfg: Config, minutes: float, load: float) -> None:
@@ -154,20 +158,22 @@ class Comparison:
                      simulated_top1=f"{simulated:.2f}" if simulated is not None else "")
         self.speed_models.setdefault("QAT per-channel", qat_int8)
 
-    def run_seed(self, seed: int) -> None:
-        repvgg = self.recipe(seed, "repvgg")
-        checkpoint, minutes, load, _ = timed_training(repvgg)
-        self.measure(seed, "RepVGG", checkpoint, repvgg, minutes, load)
-
+    def run_network(self, seed: int, network: str) -> None:
+        if network == "RepVGG":
+            repvgg = self.recipe(seed, "repvgg")
+            checkpoint, minutes, load, _ = timed_training(repvgg)
+            self.measure(seed, network, checkpoint, repvgg, minutes, load)
+            return
         search = self.recipe(seed, "repopt-search", repopt_search=True)
         _, search_minutes, _, _ = timed_training(search)
         repopt = self.recipe(seed, "repopt", optimizer="repopt", repopt_scales=str(searched_scales_path(search)))
         checkpoint, minutes, load, _ = timed_training(repopt)
         # The RepOpt-VGG's budget: its hyper-search and its training.
-        self.measure(seed, "RepOpt-VGG", checkpoint, repopt, search_minutes + minutes, load)
+        self.measure(seed, network, checkpoint, repopt, search_minutes + minutes, load)
 
     def speed_rows(self, cfg: Config) -> list[dict]:
-        """PTQ and QAT int8 models of the first RepVGG timed in turn at batch 1 and the recipe's batch."""
+        """The PTQ and QAT int8 models of the first network measured, timed in turn at batch 1 and the recipe's
+        batch."""
         sessions = {name: open_session(path, threads=self.args.threads) for name, path in self.speed_models.items()}
         rows = []
         for batch in sorted({1, cfg.batch_size}):
@@ -214,6 +220,8 @@ def main() -> None:
     parser.add_argument("--config", default=str(DEMO_CONFIG), help="the training recipe (default: the demo's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, help="training epochs of each network (default: the recipe's)")
+    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS),
+                        help="which families to train (default: both)")
     parser.add_argument("--calibration_methods", nargs="+", choices=list(CALIBRATION_METHODS),
                         default=[DEFAULT_CALIBRATION_METHOD, "percentile"])
     parser.add_argument("--calibration_images", type=int, default=CALIBRATION_IMAGES)
@@ -225,11 +233,10 @@ def main() -> None:
     use_graph_mode_on_cpu(args.threads)
     comparison = Comparison(args)
     for seed in args.seeds:
-        comparison.run_seed(seed)
-        # Written after each seed, so that a long run stopped early keeps what it measured.
-        write_rows(args.csv, comparison.rows)
-        if seed == args.seeds[0]:
-            write_rows(args.speed_csv, comparison.speed_rows(comparison.recipe(seed, "repvgg")))
+        for network in args.networks:
+            comparison.run_network(seed, network)
+            if (seed, network) == (args.seeds[0], args.networks[0]):
+                write_rows(args.speed_csv, comparison.speed_rows(comparison.recipe(seed, "repvgg")))
         summary(comparison.rows)
 
 
