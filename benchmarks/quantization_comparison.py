@@ -93,6 +93,9 @@ def timed_training(cfg: Config) -> tuple[Path, float, float, float | None]:
     load = os.getloadavg()[0]
     start = time.perf_counter()
     result = train(cfg)
+    if result.exit_code:
+        # Stopped by a signal: the trainer saved where it was; measuring a half-trained network would mislead.
+        raise SystemExit(result.exit_code)
     minutes = (time.perf_counter() - start) / 60
     top1 = result.last_eval.top1 if result.last_eval else None
     print(f"trained {result.network.arch} ({Path(cfg.train_url).name}, seed {cfg.seed}): {minutes:.1f} min, "
