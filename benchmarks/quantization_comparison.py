@@ -3,9 +3,9 @@ Optimizers rather than Architectures", ICLR 2023), measured on the demo set or o
 
     .venv/bin/python -m benchmarks.quantization_comparison [--data FOLDER] [--config src/configs/demo.yaml]
         [--seeds 0 1] [--epochs 8] [--networks RepVGG RepOpt-VGG] [--calibration_methods minmax percentile]
-        [--threads 2]
-        [--out ./output/quantization_comparison] [--csv benchmarks/results/quantization_comparison.csv]
+        [--threads 2] [--out ./output/quantization_comparison] [--csv benchmarks/results/quantization_comparison.csv]
         [--speed_csv benchmarks/results/quantization_speed.csv]
+    .venv/bin/python -m benchmarks.quantization_comparison --speed_of PTQ_INT8.onnx QAT_INT8.onnx
 
 For every seed, two networks of the same size (the recipe's arch) are trained with the same recipe and the same
 number of epochs: RepVGG with momentum SGD, and RepOpt-VGG with the RepOptimizer, whose scales come from a
@@ -175,26 +175,32 @@ class Comparison:
         self.measure(seed, network, checkpoint, repopt, search_minutes + minutes, load)
 
     def speed_rows(self, cfg: Config) -> list[dict]:
-        """The PTQ and QAT int8 models of the first network measured, timed in turn at batch 1 and the recipe's
-        batch."""
-        sessions = {name: open_session(path, threads=self.args.threads) for name, path in self.speed_models.items()}
-        rows = []
-        for batch in sorted({1, cfg.batch_size}):
-            images = np.random.default_rng(0).normal(size=(batch, 3, cfg.image_size, cfg.image_size))
-            runs = {name: _runner(session, images.astype(np.float32)) for name, session in sessions.items()}
-            timings = time_interleaved(runs, SPEED_WARMUP, SPEED_REPEATS)
-            ratio = timings["PTQ per-channel"].median / timings["QAT per-channel"].median
-            load = os.getloadavg()[0]
-            for name, timing in timings.items():
-                rows.append({"model": f"int8 {name}", "batch": batch, "threads": self.args.threads,
-                             "repeats": SPEED_REPEATS, "latency_ms": f"{1000 * timing.median:.3f}",
-                             "spread_pct": f"{timing.spread_percent:.1f}",
-                             "img_per_s": f"{batch / timing.median:.1f}",
-                             "qat_over_ptq_speed": f"{ratio:.3f}",
-                             "load_avg": f"{load:.1f}", "cpu": cpu_model()})
-            print(f"batch {batch}: QAT int8 runs at {rows[-1]['qat_over_ptq_speed']}x the speed of PTQ int8 "
-                  f"(medians of {SPEED_REPEATS} alternating runs)", flush=True)
-        return rows
+        """The PTQ and QAT int8 models of the first network measured, timed in turn."""
+        return int8_speed_rows(self.speed_models["PTQ per-channel"], self.speed_models["QAT per-channel"],
+                               cfg.image_size, sorted({1, cfg.batch_size}), self.args.threads)
+
+
+def int8_speed_rows(ptq: Path, qat: Path, image_size: int, batches: list[int], threads: int) -> list[dict]:
+    """The PTQ int8 model ``ptq`` and the QAT int8 model ``qat`` timed in turn (A, B, A, B, ...) in ONNX Runtime
+    at each batch size; every row carries the ratio of their speeds."""
+    sessions = {"PTQ per-channel": open_session(ptq, threads=threads),
+                "QAT per-channel": open_session(qat, threads=threads)}
+    rows = []
+    for batch in batches:
+        images = np.random.default_rng(0).normal(size=(batch, 3, image_size, image_size)).astype(np.float32)
+        runs = {name: _runner(session, images) for name, session in sessions.items()}
+        timings = time_interleaved(runs, SPEED_WARMUP, SPEED_REPEATS)
+        ratio = timings["PTQ per-channel"].median / timings["QAT per-channel"].median
+        load = os.getloadavg()[0]
+        for name, timing in timings.items():
+            rows.append({"model": f"int8 {name}", "file": (ptq if name.startswith("PTQ") else qat).name,
+                         "batch": batch, "threads": threads, "repeats": SPEED_REPEATS,
+                         "latency_ms": f"{1000 * timing.median:.3f}", "spread_pct": f"{timing.spread_percent:.1f}",
+                         "img_per_s": f"{batch / timing.median:.1f}", "qat_over_ptq_speed": f"{ratio:.3f}",
+                         "load_avg": f"{load:.1f}", "cpu": cpu_model()})
+        print(f"batch {batch}: QAT int8 runs at {ratio:.3f}x the speed of PTQ int8 (medians of {SPEED_REPEATS} "
+              "alternating runs)", flush=True)
+    return rows
 
 
 def _runner(session, images: np.ndarray):
@@ -232,7 +238,15 @@ def main() -> None:
     parser.add_argument("--out", default="./output/quantization_comparison")
     parser.add_argument("--csv", default="benchmarks/results/quantization_comparison.csv")
     parser.add_argument("--speed_csv", default="benchmarks/results/quantization_speed.csv")
+    parser.add_argument("--speed_of", nargs=2, metavar=("PTQ_INT8", "QAT_INT8"),
+                        help="only time these two int8 ONNX models in turn (e.g. the ones make demo writes) and exit")
     args = parser.parse_args()
+    if args.speed_of:
+        cfg = load_config(args.config, data_overrides(args.data))
+        ptq, qat = (Path(path) for path in args.speed_of)
+        write_rows(args.speed_csv, int8_speed_rows(ptq, qat, cfg.image_size, sorted({1, cfg.batch_size}),
+                                                   args.threads))
+        return
     use_graph_mode_on_cpu(args.threads)
     comparison = Comparison(args)
     for seed in args.seeds:
