@@ -16,6 +16,7 @@ from benchmarks.inference_speed import DEPLOY, MINDSPORE, ORT_FP32, ORT_INT8, TO
 from benchmarks.int8_accuracy import measure_int8_accuracy, per_tensor_levels
 from benchmarks.machine import describe_machine
 from benchmarks.measurement import BARE_TRAIN_STEP, Measurement, speed_against_bare
+from benchmarks.quantization_comparison import int8_speed_rows, qat_recipe_keys
 from benchmarks.report import complexity_row, write_outputs
 from benchmarks.report_markdown import ReportInputs
 from benchmarks.torch_jobs import block_shapes, torch_deploy_state
@@ -23,7 +24,10 @@ from benchmarks.torch_repvgg import BlockShape, deploy_net_from_state
 from benchmarks.train_throughput import measure_training
 from src.checkpoint_files import save_checkpoint_atomic
 from src.data import write_demo_imagefolder
+from src.deploy.export import export_network
+from src.deploy.quantize import quantize_int8, quantize_int8_learned
 from src.models import create_model, repvgg_model_convert
+from src.models.fake_quant import fake_quant_network
 from src.models.repvgg import RepVGG
 from src.models.variants import CIFAR_LAYOUT, RepVGGVariant
 from src.timing import Timing
@@ -155,3 +159,31 @@ def test_a_tiny_run_writes_the_expected_csv_rows_and_report(tmp_path):
     assert f"{arch} {size} px: " in report and "of the step is the project's own" in report
     assert all((out / name).stat().st_size > 0 for name in (f"inference_{arch}.png", "training.png",
                                                              "int8_accuracy.png"))
+
+
+def test_qat_recipe_keys_say_how_to_fine_tune_not_which_run():
+    keys = qat_recipe_keys()
+    assert keys["qat"] is True and keys["epochs"] >= keys["qat_freeze_epochs"] >= 1
+    assert not {"base", "pretrained", "train_url"} & set(keys)
+
+
+def test_ptq_and_qat_int8_models_are_timed_in_turn_with_their_speed_ratio(tmp_path):
+    ms.set_seed(0)
+    net = create_model("RepVGG-A0-cifar", num_classes=8)
+    randomise_batchnorm(net)
+    qnet = fake_quant_network(net)
+    images = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    qnet.set_train(True)
+    qnet(ms.Tensor(images))  # observes every activation range
+    qnet.set_train(False)
+    fp32 = export_network(qnet.float_network(), "ONNX", tmp_path / "fp32", 1, 32, dynamic_batch=True)
+    ptq = quantize_int8(fp32, tmp_path / "ptq.onnx", [images])
+    qat = quantize_int8_learned(fp32, tmp_path / "qat.onnx", qnet, "the test network")
+    rows = int8_speed_rows(ptq, qat, 32, [1, 4], threads=1)
+    assert [(row["model"], row["file"], row["batch"]) for row in rows] == [
+        ("int8 PTQ per-channel", "ptq.onnx", 1), ("int8 QAT per-channel", "qat.onnx", 1),
+        ("int8 PTQ per-channel", "ptq.onnx", 4), ("int8 QAT per-channel", "qat.onnx", 4)]
+    for ptq_row, qat_row in (rows[:2], rows[2:]):
+        assert ptq_row["qat_over_ptq_speed"] == qat_row["qat_over_ptq_speed"]
+        measured = float(ptq_row["latency_ms"]) / float(qat_row["latency_ms"])
+        assert float(qat_row["qat_over_ptq_speed"]) == pytest.approx(measured, rel=0.02)
