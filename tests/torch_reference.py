@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from src.models.variants import RepVGGVariant
+from src.models.variants import RepVGGVariant, get_variant
 
 OFFICIAL = {"dense": "rbr_dense", "one": "rbr_1x1", "ident": "rbr_identity", "fused": "rbr_reparam",
             "se": "se", "down": "down", "up": "up"}
@@ -183,6 +183,28 @@ def randomise_torch_scales(model: nn.Module, seed: int = 0) -> None:
         if isinstance(module, TorchScale):
             with torch.no_grad():
                 module.weight.copy_(torch.rand(module.weight.shape, generator=generator) * 1.2 + 0.3)
+
+
+def torch_repvgg(arch: str, naming: str, deploy: bool = False, num_classes: int = 10, seed: int = 0) -> TorchRepVGG:
+    """A RepVGG of a registered arch with trained-looking BatchNorm statistics, in evaluation mode."""
+    torch.manual_seed(seed)
+    model = TorchRepVGG(get_variant(arch), num_classes, deploy=deploy, naming=naming)
+    randomise_torch_batchnorm(model, seed)
+    return model.eval()
+
+
+def torch_repopt(arch: str, search: bool = False, num_classes: int = 10, seed: int = 0) -> TorchRepOptVGG:
+    """A RepOpt-VGG (plain, or its hyper-search net) with trained-looking BatchNorm statistics and scales."""
+    torch.manual_seed(seed)
+    model = TorchRepOptVGG(get_variant(arch), num_classes, search=search)
+    randomise_torch_batchnorm(model, seed)
+    randomise_torch_scales(model, seed)
+    return model.eval()
+
+
+def torch_scales(model: TorchRepOptVGG) -> dict[str, np.ndarray]:
+    """The learnt scales of a hyper-search net, by their state_dict keys."""
+    return {k: v for k, v in numpy_state(model).items() if ".scale_" in k}
 
 
 def inputs(seed: int = 0, size: int = 16) -> np.ndarray:

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from src.models import create_model
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO / "src" / "configs" / "demo.yaml"
+ARCH = "RepVGG-A0-cifar"  # the demo recipe's
 CLASSES = 16
 BATCH = 8  # per rank: one epoch of 16 images is one step on two ranks
 WEIGHT = "weight:"
@@ -227,20 +229,28 @@ def test_an_inconsistent_rank_table_environment_is_a_clear_error(environ, messag
         detect_launch(0, {"RANK_TABLE_FILE": table, **environ})
 
 
+@dataclass
+class Ended:
+    code: int | None  # None: killed by the test after its timeout
+    output: str
+    at: float  # time.monotonic() when the launch had ended
+
+
 class Launch:
     """run_distribute_train_cpu.sh in its own session (as from a terminal), watched through its worker logs."""
 
-    def __init__(self, root: Path, data: Path, marker: str):
+    def __init__(self, root: Path, data: Path):
+        root.mkdir(parents=True)
         self.root = root
         self.log_dir = root / "train_parallel"
         self.train_url = root / "train_url"
-        env = {**os.environ, "REPVGG_TEST_LAUNCH": marker}
+        self.marker = str(root)
+        env = {**os.environ, "REPVGG_TEST_LAUNCH": self.marker}
         self.process = subprocess.Popen(
             ["bash", str(REPO / "scripts" / "run_distribute_train_cpu.sh"), "2", str(DEMO_CONFIG), "--data_url",
              str(data), "--train_url", str(self.train_url), "--epochs", "50", "--batch_size", "4",
              "--eval_every", "0", "--num_parallel_workers", "1", "--amp_level", "O0"],
             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        self.marker = marker
 
     def worker_log(self, rank: int) -> str:
         path = self.log_dir / f"worker_{rank}.log"
@@ -264,14 +274,25 @@ class Launch:
                 found[int(environ["RANK_ID"])] = int(proc.name)
         return found
 
-    def finish(self, timeout: float) -> tuple[int, str, float]:
-        start = time.monotonic()
+    def finish(self, timeout: float) -> Ended:
         try:
             output, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
-            pytest.fail(f"the launch did not end within {timeout} s")
-        return self.process.returncode, output, time.monotonic() - start
+            output, _ = self.process.communicate()
+            return Ended(None, output + f"\n[the launch did not end within {timeout} s]", time.monotonic())
+        return Ended(self.process.returncode, output, time.monotonic())
+
+
+@dataclass
+class FailureCases:
+    ctrl_c: Launch
+    ctrl_c_ended: Ended
+    dead_worker: Launch
+    dead_worker_ended: Ended
+    victim: int  # pid of the killed rank-1 worker
+    killed_at: float  # time.monotonic() of the SIGKILL
+    epoch_1_checkpoint: bytes  # the dead-worker launch's epoch-1 checkpoint before the kill
 
 
 @pytest.fixture(scope="module")
@@ -281,33 +302,52 @@ def demo_data(tmp_path_factory) -> Path:
     return root
 
 
-def test_ctrl_c_stops_every_worker_after_the_same_step_with_a_resumable_checkpoint(demo_data, tmp_path):
-    launch = Launch(tmp_path, demo_data, str(tmp_path))
-    launch.wait_for_epoch_1()
-    os.killpg(launch.process.pid, signal.SIGINT)  # what Ctrl+C in a terminal does
-    code, output, _ = launch.finish(timeout=180)
-    assert code == 128 + signal.SIGINT, output[-3000:]
-    assert "training stopped by SIGINT; resumable checkpoint:" in output
-    assert "Traceback" not in output, output[-4000:]
+@pytest.fixture(scope="module")
+def failure_cases(demo_data, tmp_path_factory) -> FailureCases:
+    """Both failure cases, on two launches started side by side.
+
+    Each case ends its launch (Ctrl+C stops it, a killed worker makes msrun stop the rest), so they cannot share
+    one; run together, their graph compilation and msrun's wait for the dead worker's heartbeat overlap instead
+    of adding up. Both are stopped after epoch 1 and awaited in parallel, so each end time is its own."""
+    root = tmp_path_factory.mktemp("failures")
+    ctrl_c, dead_worker = Launch(root / "ctrl_c", demo_data), Launch(root / "dead_worker", demo_data)
+    try:
+        ctrl_c.wait_for_epoch_1()
+        dead_worker.wait_for_epoch_1()
+        saved = (dead_worker.train_url / f"{ARCH}-epoch0001.ckpt").read_bytes()
+        victim = dead_worker.workers()[1]
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        os.killpg(ctrl_c.process.pid, signal.SIGINT)  # what Ctrl+C in a terminal does
+    except BaseException:
+        for launch in (ctrl_c, dead_worker):  # a failed wait must not leave a launch running
+            os.killpg(launch.process.pid, signal.SIGKILL)
+            launch.process.communicate()
+        raise
+    with ThreadPoolExecutor(2) as pool:
+        ctrl_c_ended, dead_worker_ended = pool.map(lambda launch: launch.finish(timeout=180), (ctrl_c, dead_worker))
+    return FailureCases(ctrl_c, ctrl_c_ended, dead_worker, dead_worker_ended, victim, killed_at, saved)
+
+
+def test_ctrl_c_stops_every_worker_after_the_same_step_with_a_resumable_checkpoint(failure_cases):
+    launch, ended = failure_cases.ctrl_c, failure_cases.ctrl_c_ended
+    assert ended.code == 128 + signal.SIGINT, ended.output[-3000:]
+    assert "training stopped by SIGINT; resumable checkpoint:" in ended.output
+    assert "Traceback" not in ended.output, ended.output[-4000:]
     steps = [re.search(r"stopped by SIGTERM at step (\d+)", launch.worker_log(rank)) for rank in (0, 1)]
     assert all(steps), launch.worker_log(1)[-2000:]
     assert steps[0][1] == steps[1][1]  # the same step on both ranks: nobody waits in an all-reduce
-    checkpoint = ms.load_checkpoint(str(launch.train_url / "RepVGG-A0-cifar-interrupted.ckpt"))
+    checkpoint = ms.load_checkpoint(str(launch.train_url / f"{ARCH}-interrupted.ckpt"))
     assert int(checkpoint["step"].asnumpy()) == int(steps[0][1])
     assert not launch.workers()
 
 
-def test_a_dead_worker_stops_the_others_within_a_bounded_time_with_a_clear_message(demo_data, tmp_path):
-    launch = Launch(tmp_path, demo_data, str(tmp_path))
-    launch.wait_for_epoch_1()
-    epoch_1 = launch.train_url / "RepVGG-A0-cifar-epoch0001.ckpt"
-    saved = epoch_1.read_bytes()
-    victim = launch.workers()[1]
-    os.kill(victim, signal.SIGKILL)
-    code, output, seconds = launch.finish(timeout=180)
-    assert code == 1, output[-3000:]
-    assert f"worker rank 1 (pid {victim}) ended first (killed by SIGKILL); msrun stopped the other workers" in output
-    assert "Traceback" not in output, output[-4000:]
-    assert seconds < 120  # msrun's heartbeat notices the dead worker in about 30 s
+def test_a_dead_worker_stops_the_others_within_a_bounded_time_with_a_clear_message(failure_cases):
+    launch, ended, victim = failure_cases.dead_worker, failure_cases.dead_worker_ended, failure_cases.victim
+    assert ended.code == 1, ended.output[-3000:]
+    assert f"worker rank 1 (pid {victim}) ended first (killed by SIGKILL); msrun stopped the other workers" \
+        in ended.output
+    assert "Traceback" not in ended.output, ended.output[-4000:]
+    assert ended.at - failure_cases.killed_at < 120  # msrun's heartbeat notices the dead worker in about 30 s
     assert not launch.workers()
-    assert epoch_1.read_bytes() == saved
+    assert (launch.train_url / f"{ARCH}-epoch0001.ckpt").read_bytes() == failure_cases.epoch_1_checkpoint
