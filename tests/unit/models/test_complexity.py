@@ -1,11 +1,6 @@
-"""python -m src.tools.list_models: every arch with parameters and MACs counted from the variant table, equal to
-the counts of the networks themselves (trainable parameters; MACs by the benchmarks' counter, which walks the
-built Cells)."""
-
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Parameters and MACs counted from the variant table equal the counts of the networks themselves (trainable
+parameters; MACs by the benchmarks' counter, which walks the built Cells). The tool that lists them,
+python -m src.tools.list_models, runs in tests/system/test_list_models_tool.py."""
 
 import numpy as np
 import pytest
@@ -13,10 +8,8 @@ import pytest
 from benchmarks.flops import count_macs
 from src.models import create_model
 from src.models.complexity import DEPLOY, REPOPT, TRAIN, count_complexity
-from src.models.repopt import create_repopt_model, repopt_name
-from src.models.variants import VARIANTS, get_variant
-
-REPO = Path(__file__).resolve().parents[3]
+from src.models.repopt import create_repopt_model
+from src.models.variants import get_variant
 
 
 def trainable(net) -> int:
@@ -40,38 +33,3 @@ def test_default_resolution_is_the_family_s_own():
     a0, a0_cifar = get_variant("RepVGG-A0"), get_variant("RepVGG-A0-cifar")
     assert count_complexity(a0, DEPLOY) == count_complexity(a0, DEPLOY, image_size=224)
     assert count_complexity(a0_cifar, DEPLOY) == count_complexity(a0_cifar, DEPLOY, image_size=32)
-
-
-def list_models(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "src.tools.list_models", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def rows(stdout: str) -> dict[str, list[str]]:
-    return {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.startswith("RepOptVGG-") or
-            line.startswith("RepVGG-")}
-
-
-def test_the_tool_lists_every_arch_with_the_published_parameter_counts():
-    result = list_models()
-    assert result.returncode == 0, result.stderr
-    listed = rows(result.stdout)
-    assert set(listed) == set(VARIANTS) | {repopt_name(arch) for arch in VARIANTS}
-    # Ding et al., RepVGG, Table 4 (train / deploy, 1000 classes at 224 px) and the paper's A0 multiply-adds.
-    assert listed["RepVGG-A0"][:4] == ["224", "1000", "9.11M", "8.31M"]
-    assert listed["RepVGG-B1"][2:4] == ["57.42M", "51.83M"]
-    assert round(float(listed["RepVGG-A0"][5].removesuffix("G")), 1) == 1.4
-    assert listed["RepVGG-A0-cifar"][:2] == ["32", "100"]
-
-
-def test_the_tool_counts_at_a_given_resolution_and_class_count():
-    result = list_models("--image_size", "64", "--num_classes", "10")
-    assert result.returncode == 0, result.stderr
-    a0 = count_complexity(get_variant("RepVGG-A0"), TRAIN, num_classes=10, image_size=64)
-    assert rows(result.stdout)["RepVGG-A0"][:3] == ["64", "10", f"{a0.params / 1e6:.2f}M"]
-
-
-def test_a_bad_resolution_is_one_line_and_exit_code_2():
-    result = list_models("--image_size", "0")
-    assert result.returncode == 2
-    assert "must be a whole number of at least 1" in result.stderr and "Traceback" not in result.stderr
