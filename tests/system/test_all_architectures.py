@@ -3,20 +3,16 @@ re-parameterisation. Fusion does not depend on width, so every architecture is c
 width (half with SE, whose squeeze layer has a sixteenth of the channels; same depths, groups, SE and strides),
 and one of each family (A, groupwise B, SE D) at full width."""
 
-from dataclasses import replace
-
 import mindspore as ms
 import numpy as np
 import pytest
-from conftest import randomise_batchnorm
+from conftest import narrowed, randomise_batchnorm
 
 from src.models import RepVGG, RepVGGBlock, create_model, get_variant, list_models, repvgg_model_convert
 from src.models.parameters import trainable_millions
 from src.models.variants import RepVGGVariant
 
 FULL_WIDTH_PER_FAMILY = ["RepVGG-A0", "RepVGG-B1g4", "RepVGG-D2se-cifar"]
-NARROWING = 4
-SE_NARROWING = 2
 
 
 # Official table (github.com/DingXiaoH/RepVGG README), millions of trainable parameters, train / deploy.
@@ -50,13 +46,6 @@ def test_param_counts_match_published_tables(arch):
     deploy_net = create_model(arch, num_classes=num_classes_of(arch), deploy=True)
     assert trainable_millions(train_net) == pytest.approx(expected_train, abs=0.005)
     assert trainable_millions(deploy_net) == pytest.approx(expected_deploy, abs=0.005)
-
-
-def narrowed(arch: str) -> RepVGGVariant:
-    variant = get_variant(arch)
-    factor = SE_NARROWING if variant.use_se else NARROWING
-    narrow = tuple(width // factor for width in variant.layout.base_widths)
-    return replace(variant, layout=replace(variant.layout, base_widths=narrow))
 
 
 def check_deploy_equals_train(arch: str, variant: RepVGGVariant) -> None:
