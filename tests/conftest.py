@@ -118,14 +118,3 @@ def straight_run(demo_data, tmp_path_factory) -> Path:
                                env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return out
-
-
-# ----- running in two processes (pytest-xdist) -----
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group the tests for ``pytest -n 2 --dist loadgroup``: each file runs whole on one worker, so its
-    module-scoped runs are built once, and the files that share the straight training run go together."""
-    sharing = {item.path for item in items if "straight_run" in getattr(item, "fixturenames", ())}
-    for item in items:
-        group = "straight_run" if item.path in sharing else str(item.path.relative_to(REPO))
-        item.add_marker(pytest.mark.xdist_group(group))
