@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from src.checkpoint_files import save_checkpoint_atomic
 from src.data import write_demo_imagefolder
-from src.models import get_variant
+from src.deploy.export import export_network
+from src.models import create_model, get_variant, repvgg_model_convert
 from src.models.variants import RepVGGVariant
 
 ms.set_device("CPU")
@@ -85,6 +87,24 @@ def truncated_jpeg(path) -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """A demo folder, a train-form checkpoint of a random RepVGG-A0-cifar with trained-looking BatchNorm, and its
+    deploy net exported to ONNX twice (dynamic batch, and a fixed batch of 4). Shared by the ONNX Runtime unit
+    tests and the infer_onnx.py runs."""
+    folder = tmp_path_factory.mktemp("onnx")
+    data = folder / "data"
+    write_demo_imagefolder(str(data), num_train_per_class=6, num_val_per_class=5)
+    ms.set_seed(3)
+    net = create_model("RepVGG-A0-cifar", num_classes=8)
+    randomise_batchnorm(net, seed=3)
+    checkpoint = save_checkpoint_atomic(net, folder / "net.ckpt")
+    deploy = repvgg_model_convert(net)
+    dynamic = export_network(deploy, "ONNX", folder / "dynamic", 1, 32, dynamic_batch=True)
+    fixed = export_network(deploy, "ONNX", folder / "fixed", 4, 32)
+    return {"data": data, "checkpoint": checkpoint, "dynamic": dynamic, "fixed": fixed, "folder": folder}
 
 
 # ----- the shared training run (system tests) -----

@@ -7,33 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mindspore as ms
 import pytest
-from conftest import randomise_batchnorm
-
-from src.checkpoint_files import save_checkpoint_atomic
-from src.data import write_demo_imagefolder
-from src.deploy.export import export_network
-from src.models import create_model, repvgg_model_convert
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "src" / "configs" / "demo.yaml"
 IMAGENET_CONFIG = REPO / "src" / "configs" / "RepVGG-A0.yaml"
-ARCH = "RepVGG-A0-cifar"
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A demo folder, a train-form checkpoint of a random net, and its deploy net exported to ONNX."""
-    folder = tmp_path_factory.mktemp("onnx")
-    data = folder / "data"
-    write_demo_imagefolder(str(data), num_train_per_class=6, num_val_per_class=5)
-    ms.set_seed(3)
-    net = create_model(ARCH, num_classes=8)
-    randomise_batchnorm(net, seed=3)
-    checkpoint = save_checkpoint_atomic(net, folder / "net.ckpt")
-    dynamic = export_network(repvgg_model_convert(net), "ONNX", folder / "dynamic", 1, 32, dynamic_batch=True)
-    return {"data": data, "checkpoint": checkpoint, "dynamic": dynamic, "folder": folder}
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:

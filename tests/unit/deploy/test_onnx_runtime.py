@@ -3,37 +3,16 @@ infer_onnx.py and scripts/run_infer_onnx.sh run as scripts in tests/system/test_
 
 from pathlib import Path
 
-import mindspore as ms
 import numpy as np
 import pytest
-from conftest import randomise_batchnorm
 
 from src.config import load_config
-from src.data import write_demo_imagefolder
-from src.deploy.export import export_network
 from src.deploy.onnx_runtime import evaluate_onnx, open_session, run_batches
 from src.deploy.quantize import calibration_batches, quantize_int8
 from src.errors import UserError
-from src.models import create_model, repvgg_model_convert
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG = REPO / "src" / "configs" / "demo.yaml"
-ARCH = "RepVGG-A0-cifar"
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A demo folder and the deploy net of a random net exported to ONNX twice (dynamic and fixed batch)."""
-    folder = tmp_path_factory.mktemp("onnx")
-    data = folder / "data"
-    write_demo_imagefolder(str(data), num_train_per_class=6, num_val_per_class=5)
-    ms.set_seed(3)
-    net = create_model(ARCH, num_classes=8)
-    randomise_batchnorm(net, seed=3)
-    deploy = repvgg_model_convert(net)
-    dynamic = export_network(deploy, "ONNX", folder / "dynamic", 1, 32, dynamic_batch=True)
-    fixed = export_network(deploy, "ONNX", folder / "fixed", 4, 32)
-    return {"data": data, "dynamic": dynamic, "fixed": fixed, "folder": folder}
 
 
 def test_a_fixed_batch_model_is_fed_in_padded_chunks(exported):
