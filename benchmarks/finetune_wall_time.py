@@ -9,9 +9,9 @@ Writes an image folder (320x240 JPEGs, one colour family per class, so the run h
     python train.py --config src/configs/finetune.yaml --data_url ./my_images --num_classes N --pretrained a0.ckpt
 
 with the recipe as it is (10 epochs at 128 px, batch 32, validation after every epoch). Prints and writes the wall
-time of the whole process (start-up, data check and checkpoints included), the mean seconds per epoch from the
-run's log.csv, the validation top-1 of the last epoch, the CPU and the 1-minute load average before and after:
-on a shared machine the load says how much of the CPU the run had."""
+time of the whole process (start-up, data check and checkpoints included) and the CPU time it used, the mean
+seconds per epoch from the run's log.csv, the validation top-1 of the last epoch, the CPU and the 1-minute load
+average before and after: on a shared machine the load says how much of the CPU the run had."""
 
 # isort: off
 import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore loads)
@@ -20,6 +20,7 @@ import src  # noqa: F401  (sets ONEDNN_MAX_CPU_ISA before MindSpore loads)
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def main() -> None:
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_after = os.getloadavg()[0]
     if completed.returncode != 0:
         sys.exit(f"the fine-tuning run failed:\n{completed.stderr[-3000:]}")
@@ -85,6 +87,7 @@ def main() -> None:
     epochs = last_epochs(work / "output" / "finetune" / "log.csv")
     row = {"train_images": args.classes * args.train_per_class, "val_images": args.classes * args.val_per_class,
            "epochs": len(epochs), "wall_s": round(wall, 1),
+           "cpu_s": round(child.ru_utime + child.ru_stime, 1),
            "mean_epoch_s": round(float(np.mean([float(epoch["epoch_seconds"]) for epoch in epochs])), 1),
            "val_top1": epochs[-1]["top1"], "cpu": cpu_model(), "cores": os.cpu_count(),
            "load_1min_before": round(load_before, 2), "load_1min_after": round(load_after, 2)}
