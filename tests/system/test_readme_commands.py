@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class Run:
 
 @dataclass(frozen=True)
 class StartAndStop:
-    started: str  # log text that says training has begun
+    started: str  # the file a run writes once it has checked everything and begins training
     produces: str  # the resumable checkpoint
     why: str
 
@@ -114,7 +115,7 @@ COMMANDS = {
             why=f"{IMAGENET_STAND_IN}; a budget override: 1 epoch of batch 8 instead of 120 of 512"),
     "python train.py --config src/configs/RepVGG-A0-cifar100.yaml --data_url ./dataset/cifar-100-binary "
     "--device_target CPU --epochs 10 --warmup_length 1":
-        StartAndStop(started="training step by step",
+        StartAndStop(started="output/RepVGG-A0-cifar100/config.yaml",
                      produces="output/RepVGG-A0-cifar100/RepVGG-A0-cifar-interrupted.ckpt",
                      why="10 epochs of the 50,000 CIFAR-100 images take hours on a CPU"),
     "python train.py --config src/configs/demo.yaml --resume":
@@ -324,21 +325,21 @@ def test_readme_command_runs(workspace, text):
 
 
 def start_and_stop(workspace: Path, text: str, plan: StartAndStop) -> None:
-    process = subprocess.Popen(["bash", "-c", f"exec {text}"], cwd=workspace, env=environment(workspace),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        for line in process.stdout:
-            lines.append(line)
-            if plan.started in line:
-                process.send_signal(signal.SIGINT)
-                break
-        lines.extend(process.stdout)
-        process.wait(timeout=TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    output = "".join(lines)
-    assert process.returncode == 128 + signal.SIGINT, output[-4000:]
-    assert "stopped by SIGINT" in output and "Traceback" not in output, output[-4000:]
-    assert (workspace / plan.produces).is_file(), output[-2000:]
+    log = workspace / "start_and_stop.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(["bash", "-c", f"exec {text}"], cwd=workspace, env=environment(workspace),
+                                   stdout=output, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not (workspace / plan.started).exists() and process.poll() is None:
+                assert time.monotonic() < deadline, log.read_text()[-4000:]
+                time.sleep(0.5)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    printed = log.read_text()
+    assert process.returncode == 128 + signal.SIGINT, printed[-4000:]
+    assert "stopped by SIGINT" in printed and "Traceback" not in printed, printed[-4000:]
+    assert (workspace / plan.produces).is_file(), printed[-2000:]
