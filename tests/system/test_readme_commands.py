@@ -205,7 +205,8 @@ def command_line(text: str, plan: Run) -> str:
     for optional in re.findall(r"\[[^\]]*\]", text):
         text = text.replace(optional, plan.options.get(optional[1:-1], ""))
     for word, value in PLACEHOLDERS.items():
-        text = re.sub(rf"(?<![\w./-]){re.escape(word)}(?![\w./-])", value, text)
+        # A whole word only, and not the name of an environment variable being set (DEVICE_TARGET=CPU).
+        text = re.sub(rf"(?<![\w./-]){re.escape(word)}(?![\w./=-])", value, text)
     return " ".join([*text.split(), *plan.extra])
 
 
