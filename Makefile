@@ -45,5 +45,7 @@ lint: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
+# DEMO_ARGS: flags for the demo, e.g. make demo DEMO_ARGS="--epochs 2" for a shorter run.
+DEMO_ARGS ?=
 demo: $(RUNTIME_STAMP)
-	$(PY) -m src.tools.demo
+	$(PY) -m src.tools.demo $(DEMO_ARGS)

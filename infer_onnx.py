@@ -20,7 +20,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "src" / "configs" / "RepVGG-A
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--onnx_path", required=True)
+    add_flag(parser, "--onnx_path", "--model", required=True, metavar="FILE",
+             help="the ONNX model written by export.py")
     add_flag(parser, "--dataset_path", "--data_url", required=True,
              help="data set root (the val/ split is evaluated)")
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU"])

@@ -6,7 +6,7 @@ import argparse
 import os
 
 from src.class_names import summary, warn_if_classes_differ
-from src.cli import run_cli
+from src.cli import add_flag, run_cli
 from src.deploy.binfiles import read_label_file
 from src.deploy.model_info import exported_class_names
 from src.deploy.result_scoring import score_results
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--result_path", required=True, help="the harness's --result_path (<name>_0.bin files)")
     parser.add_argument("--label_path", required=True, help="labels.json written by preprocess.py")
-    parser.add_argument("--model", default=None, metavar="FILE",
+    add_flag(parser, "--model", "--onnx_path", "--mindir_path", default=None, metavar="FILE",
                         help="the exported model (.mindir or .onnx) the harness ran: its class names are shown and "
                              "compared with the data set's")
     parser.add_argument("--num_classes", type=int, default=None,

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML recipe: its image_size, crop_pct, interpolation and set define the preprocessing")
     add_flag(parser, "--dataset_path", "--data_url", required=True,
              help="data set root (with val/) or a class-folder split")
-    parser.add_argument("--output_path", required=True, help="where 00_data/ and labels.json go")
+    add_flag(parser, "--output_path", "--output", required=True, help="where 00_data/ and labels.json go")
     parser.add_argument("--batch_size", type=int, default=1,
                         help="images per .bin file: the batch size the model was exported with (default 1)")
     args = parser.parse_args(argv)

@@ -37,5 +37,8 @@ class _StoreNotingAlias(argparse.Action):
 def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *aliases: str,
              **kwargs: Any) -> argparse.Action:
     """``--name`` (the one name this project uses for the thing), also accepted as each of ``aliases`` (names
-    other scripts or projects use for it); help lists the aliases, and using one logs one note."""
+    other scripts or projects use for it); help lists the aliases with a note, and using one logs one note."""
+    if aliases and kwargs.get("help") is not argparse.SUPPRESS:
+        note = f"{' and '.join(aliases)}: the same flag under the name other scripts use"
+        kwargs["help"] = f"{kwargs['help']} ({note})" if kwargs.get("help") else note
     return parser.add_argument(name, *aliases, action=_StoreNotingAlias, **kwargs)

@@ -220,7 +220,7 @@ def check_output_path(output: str | None) -> None:
     if output is None:
         return
     if Path(output).suffix.lower() not in OUTPUT_FORMATS:
-        raise UserError(f"--output must end in {' or '.join(OUTPUT_FORMATS)}, got {output}")
+        raise UserError(f"--output_path must end in {' or '.join(OUTPUT_FORMATS)}, got {output}")
     check_writable_folder(Path(output).resolve().parent)
 
 

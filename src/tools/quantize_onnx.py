@@ -53,8 +53,8 @@ def _qat_network(cfg: Config) -> FakeQuantVGG:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, argv, shown=(*EVAL_KEYS, "qat"))
-    parser.add_argument("--onnx_path", required=True, help="the fp32 model written by export.py (with qat: true, "
-                        "written here from --pretrained when missing)")
+    add_flag(parser, "--onnx_path", "--model", required=True, metavar="FILE",
+             help="the fp32 model written by export.py (with qat: true, written here from --pretrained when missing)")
     add_flag(parser, "--file_name", "--output", default=None,
              help="int8 model path (default: <onnx_path stem>.int8.onnx)")
     parser.add_argument("--calibration_method", choices=list(CALIBRATION_METHODS), default=DEFAULT_CALIBRATION_METHOD,

@@ -69,7 +69,7 @@ def test_from_a_folder_of_images_to_predictions_from_the_checkpoint_and_its_onnx
 
     # Single files, as a user classifies a photo: the recipe comes from the run's config.yaml beside the checkpoint.
     files = [str(path.relative_to(tmp_path)) for path in sorted(images.glob("val/*/*.jpg"))]
-    from_checkpoint = run("predict.py", *files, "--pretrained", str(checkpoint), "--top_k", "3", "--output",
+    from_checkpoint = run("predict.py", *files, "--pretrained", str(checkpoint), "--top_k", "3", "--output_path",
                           "ckpt.json", cwd=tmp_path)
     by_checkpoint = predictions_by_image(from_checkpoint, tmp_path / "ckpt.json")
     assert sorted(by_checkpoint) == files
@@ -90,7 +90,7 @@ def test_from_a_folder_of_images_to_predictions_from_the_checkpoint_and_its_onnx
     assert json.loads(metadata["class_names"]) == CLASSES
 
     # The ONNX model on its own: names and preprocessing come from the file.
-    from_onnx = run("predict.py", *files, "--model", str(model), "--top_k", "3", "--output", "onnx.json",
+    from_onnx = run("predict.py", *files, "--model", str(model), "--top_k", "3", "--output_path", "onnx.json",
                     cwd=tmp_path)
     by_onnx = predictions_by_image(from_onnx, tmp_path / "onnx.json")
     assert from_onnx.stdout.splitlines()[0].split()[:2] == from_checkpoint.stdout.splitlines()[0].split()[:2]

@@ -56,7 +56,7 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint_run(workspace) -> tuple[subprocess.CompletedProcess, list[dict]]:
     result = run_script("predict.py", "data/val", "--pretrained", "model.ckpt", "--config", "tiny.yaml",
-                        "--top_k", "3", "--batch_size", "5", "--output", "out/ckpt.json", cwd=workspace)
+                        "--top_k", "3", "--batch_size", "5", "--output_path", "out/ckpt.json", cwd=workspace)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, json.loads((workspace / "out" / "ckpt.json").read_text())["predictions"]
 
@@ -118,11 +118,12 @@ def test_onnx_and_mindir_exports_predict_what_the_checkpoint_does(workspace, exp
     _, expected = checkpoint_run
     # ONNX without --config: the preprocessing recorded at export applies.
     from_onnx = run_script("predict.py", "data/val/*/*.jpg", "--model", str(exported["onnx"]), "--top_k", "3",
-                           "--output", "out/onnx.csv", cwd=workspace)
+                           "--output_path", "out/onnx.csv", cwd=workspace)
     assert from_onnx.returncode == 0, from_onnx.stderr[-3000:]
     rows = list(csv.DictReader((workspace / "out" / "onnx.csv").open()))
-    from_mindir = run_script("predict.py", "data/val", "--model", str(exported["mindir"]), "--config", "tiny.yaml",
-                             "--top_k", "3", "--output", "out/mindir.json", cwd=workspace)
+    # Under the names other scripts use (aliases of --model and --output_path).
+    from_mindir = run_script("predict.py", "data/val", "--mindir_path", str(exported["mindir"]), "--config",
+                             "tiny.yaml", "--top_k", "3", "--output", "out/mindir.json", cwd=workspace)
     assert from_mindir.returncode == 0, from_mindir.stderr[-3000:]
     mindir_predictions = json.loads((workspace / "out" / "mindir.json").read_text())["predictions"]
 

@@ -3,6 +3,7 @@ note, help for every config flag from the config's comments with the recipe's va
 eval/export help without the training-only keys."""
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,35 @@ def test_eval_and_export_help_show_no_training_keys_and_export_batch_one(script,
     if script == "export":
         assert "--batch_size VALUE batch of the exported graph (default: 1)" in text
         assert "--file_name FILE_NAME, --output FILE_NAME" in text
+
+
+# One name per thing across the entry points: (script, the name it uses, the other names it accepts). ModelZoo
+# scripts keep ModelZoo's names (infer_onnx.py's --onnx_path, preprocess.py's --output_path).
+VOCABULARY = [
+    ("predict", "--model", ("--onnx_path", "--mindir_path")),
+    ("postprocess", "--model", ("--onnx_path", "--mindir_path")),
+    ("infer_onnx", "--onnx_path", ("--model",)),
+    ("src.tools.quantize_onnx", "--onnx_path", ("--model",)),
+    ("predict", "--output_path", ("--output",)),
+    ("preprocess", "--output_path", ("--output",)),
+    ("export", "--file_name", ("--output",)),
+    ("src.tools.import_weights", "--file_name", ("--output",)),
+    ("src.tools.quantize_onnx", "--file_name", ("--output",)),
+    ("infer_onnx", "--dataset_path", ("--data_url",)),
+    ("preprocess", "--dataset_path", ("--data_url",)),
+    ("src.tools.import_weights", "--pretrained", ("--input",)),
+    ("predict", "--pretrained", ("--checkpoint",)),
+]
+
+
+@pytest.mark.parametrize(("script", "name", "aliases"), VOCABULARY)
+def test_each_script_takes_the_other_names_of_a_flag_as_aliases_with_a_note_in_its_help(script, name, aliases,
+                                                                                        capsys):
+    main = __import__(script, fromlist=["main"]).main
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(RECIPE), "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    metavar = re.search(rf"{name} ([A-Z_]+),", text)[1]
+    assert ", ".join(f"{flag} {metavar}" for flag in (name, *aliases)) in text  # one flag, several names
+    assert f"{' and '.join(aliases)}: the same flag under the name other scripts use" in text
