@@ -6,9 +6,11 @@ bare ``nn.TrainOneStepCell`` and PyTorch.
         [--csv benchmarks/results/train_throughput.csv]
 
 Random data, so only the step is timed (no data pipeline): forward, soft-target cross entropy, backward,
-global-norm clipping, momentum SGD. The project's step (src/engine/train_step.py) adds the finite check, the
-BatchNorm backup, clipping and loss scaling to the bare framework step (same network, optimiser and batch, no
-clipping): the two are timed in turn, step by step, so machine noise hits both alike, and their ratio is the
+global-norm clipping, momentum SGD. The bare framework step is ``nn.TrainOneStepCell`` in training mode (as
+``Model.train`` sets it: BatchNorm on batch statistics) with the same network, batch and optimiser (the
+project's momentum SGD, src/engine/momentum_sgd.py, with weight decay), and no clipping. The project's step
+(src/engine/train_step.py) adds to it the finite check, the BatchNorm backup, global-norm clipping and loss
+scaling: the two are timed in turn, step by step, so machine noise hits both alike, and their ratio is the
 share of the step that is the project's own. PyTorch (eager, fp32, when installed) runs the same three-branch
 network and the same step in a child process (see benchmarks.torch_jobs). Each row: warm-up steps
 (compilation), then the median and spread of timed steps.
@@ -48,6 +50,8 @@ from src.timing import time_interleaved
 
 NUM_CLASSES = 100
 STRUCTURE = "train step"
+
+
 def mindspore_steps(arch: str, size: int, levels: list[str], batch: int) -> dict[str, Callable[[], object]]:
     """One step per engine (the project's per AMP level, the bare framework's at O0), each on its own network
     with the same initial weights and the same random batch, as calls that block until the step is done."""
@@ -70,6 +74,8 @@ def mindspore_steps(arch: str, size: int, levels: list[str], batch: int) -> dict
         steps[project_engine(level)] = lambda step=step: step(images, targets)[0].asnumpy()
     net, optimizer = network_and_optimizer()
     bare = nn.TrainOneStepCell(NetWithLoss(net, SoftTargetCrossEntropy()), optimizer)
+    # A TrainOneStepCell starts in inference mode; Model.train switches it, as TrainStep switches itself.
+    bare.set_train(True)
     steps[BARE_TRAIN_STEP] = lambda: bare(images, targets).asnumpy()
     return steps
 
