@@ -9,10 +9,9 @@ checkpoint.
 What the step adds to the framework's bare step is kept to a handful of kernels (benchmarks/
 train_throughput.py measures it against ``nn.TrainOneStepCell``). On CPU each kernel launch costs tens of
 microseconds, so a pass of small operations over a RepVGG's ~170 gradients costs more than the arithmetic:
-the squared global norm is therefore one reduction over one concatenation of all gradients (a transient copy
-of their size), and it serves both the finite check and the clipping; the gradients are scaled only on the
-steps whose norm exceeds the bound (below it the factor is exactly 1); loss scaling is skipped when the scale
-is a fixed 1; the BatchNorm statistics are backed up as one flat copy.
+the squared global norm is computed once and serves both the finite check and the clipping; the gradients
+are scaled only on the steps whose norm exceeds the bound (below it the factor is exactly 1); loss scaling is
+skipped when the scale is a fixed 1; the BatchNorm statistics are backed up as one flat copy.
 """
 
 import itertools
@@ -65,8 +64,8 @@ class _EMAUpdate(nn.Cell):
         return ops.assign(average, average * self.decay + value * (1.0 - self.decay))
 
 
-def _flattened(gradient: Tensor) -> Tensor:
-    return gradient.astype(ms.float32).reshape(-1)
+def _square_sum(gradient: Tensor) -> Tensor:
+    return ops.square(gradient.astype(ms.float32)).sum()
 
 
 def _scaled_by(factor: Tensor, gradient: Tensor) -> Tensor:
@@ -143,8 +142,10 @@ class TrainStep(nn.Cell):
             loss = self.loss_scaler.unscale(loss)
             grads = self.loss_scaler.unscale(grads)
         grads = self.grad_reducer(grads)
-        # One reduction over all gradients serves both the finite check and the clipping.
-        square_norm = ops.square(ops.concat(self.hyper_map(_flattened, grads))).sum()
+        # One pass over the gradients serves both the finite check and the clipping. Per gradient, not over one
+        # concatenation: a single large parallel reduction summed in a varying order, and resumed runs no longer
+        # equalled straight ones bit for bit.
+        square_norm = ops.addn(self.hyper_map(_square_sum, grads))
         finite = ops.isfinite(square_norm + loss.astype(ms.float32))
         if self.dynamic_scale:
             self.loss_scaler.adjust(finite)
