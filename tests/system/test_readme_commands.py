@@ -90,8 +90,9 @@ DEMO = "output/demo/RepVGG-A0-cifar"
 SHORTER = "a budget override: fewer epochs, on the small stand-in data"
 IMAGENET_STAND_IN = "the stand-in ImageNet folder has 3 classes, not 1000"
 COMMANDS = {
-    "make demo": Run(produces=(f"{DEMO}-best.ckpt", f"{DEMO}-deploy.ckpt", f"{DEMO}.onnx", f"{DEMO}.int8.onnx"),
-                     prints=("ONNX Runtime int8 (QDQ)",),
+    "make demo": Run(produces=(f"{DEMO}-best.ckpt", f"{DEMO}-deploy.ckpt", f"{DEMO}.onnx", f"{DEMO}.int8.onnx",
+                               f"{DEMO}-qat.int8.onnx"),
+                     prints=("ONNX Runtime int8 PTQ", "ONNX Runtime int8 QAT"),
                      extra=('DEMO_ARGS="--epochs 1"', "-o", ".venv/.installed-runtime"),
                      why=f"{SHORTER}; -o: the shared virtual environment is in place, never reinstalled by a test"),
     "make test": DryRun(prints=("ruff check .", "pytest -q tests", "setup_mindspore_lite.sh"),
