@@ -236,7 +236,8 @@ def test_stopping_the_rank_table_launch_stops_every_rank(stand_ins, tmp_path):
                               stderr=subprocess.DEVNULL)
     records = tmp_path / "records"
     deadline = time.monotonic() + 30
-    while len(list(records.iterdir())) < 8 and time.monotonic() < deadline:
+    # Only finished records count: each rank writes a ".part" file first and renames it when complete.
+    while len(list(records.glob("python-*.txt"))) < 8 and time.monotonic() < deadline:
         time.sleep(0.1)
     pids = [int(record(tmp_path, f"python-{rank}.txt")["pid"]) for rank in range(8)]
     script.send_signal(signal.SIGTERM)
