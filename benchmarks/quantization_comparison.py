@@ -49,8 +49,8 @@ from src.deploy.quantize import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_METHOD,
     calibration_batches,
+    qat_int8_model,
     quantize_int8,
-    quantize_int8_learned,
 )
 from src.engine.networks import searched_scales_path
 from src.engine.trainer import train
@@ -152,10 +152,8 @@ class Comparison:
 
         qat_cfg = self.recipe(seed, f"{network}-qat", **qat_recipe_keys(), pretrained=str(checkpoint))
         qat_checkpoint, qat_minutes, qat_load, simulated = timed_training(qat_cfg)
-        qnet, _ = load_network(qat_checkpoint, qat_cfg.arch, qat_cfg.num_classes)
-        qat_fp32 = export_network(qnet.float_network(), "ONNX", folder / "qat-fp32", 1, cfg.image_size,
-                                  dynamic_batch=True)
-        qat_int8 = quantize_int8_learned(qat_fp32, folder / "qat-int8.onnx", qnet, str(qat_checkpoint))
+        qat_int8 = qat_int8_model(qat_checkpoint, qat_cfg.arch, qat_cfg.num_classes, cfg.image_size,
+                                  folder / "qat-fp32", folder / "qat-int8.onnx")
         self.add_row(seed, network, f"QAT ({qat_cfg.epochs} epochs) per-channel", qat_int8, cfg,
                      train_minutes=f"{qat_minutes:.1f}", load_avg_at_start=f"{qat_load:.1f}",
                      simulated_top1=f"{simulated:.2f}" if simulated is not None else "")

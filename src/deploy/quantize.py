@@ -37,8 +37,10 @@ from onnxruntime.quantization import (
 from src.atomic_files import check_writable_folder, staging_folder
 from src.config import Config
 from src.data import create_dataset, data_folder, iterate_checked
+from src.deploy.export import export_network
 from src.errors import UserError
 from src.models.fake_quant import ActivationQuantizer, FakeQuantVGG
+from src.models.from_checkpoint import load_network
 
 # onnxruntime's QDQ per-channel quantisation needs opset 13 (per-axis QuantizeLinear/DequantizeLinear).
 QDQ_OPSET = 13
@@ -245,3 +247,13 @@ def quantize_int8_learned(fp32_path: str | Path, int8_path: str | Path, qnet: Fa
     _check_exported_from(model, qnet, fp32_path, source)
     return _quantize_with_cache(model, int8_path, True, CalibrationMethod.MinMax,
                                 lambda staged, input_name, work: learned_ranges(onnx.load(str(staged)), qnet, source))
+
+
+def qat_int8_model(checkpoint: str | Path, arch: str, num_classes: int, image_size: int, fp32_target: str | Path,
+                   int8_path: str | Path, metadata: dict | None = None) -> Path:
+    """The int8 ONNX model of the quantisation-aware training checkpoint ``checkpoint``: its float network
+    exported to ``fp32_target`` (``.onnx`` added), then quantised with the ranges it learned into ``int8_path``."""
+    qnet, _ = load_network(checkpoint, arch, num_classes)
+    fp32 = export_network(qnet.float_network(), "ONNX", fp32_target, 1, image_size, dynamic_batch=True,
+                          metadata=metadata)
+    return quantize_int8_learned(fp32, int8_path, qnet, str(checkpoint))

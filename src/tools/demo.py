@@ -15,14 +15,12 @@ from src.config import Config, load_config
 from src.data import create_dataset, data_folder, dataset_class_names, iterate_checked
 from src.deploy.export import export_network, onnx_metadata
 from src.deploy.onnx_runtime import evaluate_onnx, open_session
-from src.deploy.quantize import DEFAULT_CALIBRATION_METHOD, calibration_batches, quantize_int8, quantize_int8_learned
+from src.deploy.quantize import DEFAULT_CALIBRATION_METHOD, calibration_batches, qat_int8_model, quantize_int8
 from src.engine.evaluation import evaluate
 from src.engine.run_checkpoints import run_checkpoints
 from src.engine.trainer import RESUME_LATEST, train
 from src.logger import get_logger
 from src.models import repvgg_model_convert
-from src.models.fake_quant import FakeQuantVGG
-from src.models.from_checkpoint import load_network
 from src.models.parameters import trainable_millions
 from src.tools.throughput import images_per_second
 
@@ -32,10 +30,9 @@ QAT_CONFIG = CONFIGS / "demo_qat.yaml"
 CALIBRATION_IMAGES = 256
 
 
-def quantisation_aware_training(cfg: Config, start: Path) -> tuple[FakeQuantVGG, Path]:
+def quantisation_aware_training(cfg: Config, start: Path) -> tuple[Config, Path]:
     """The demo's QAT run (demo_qat.yaml on the demo run's data, in ``<train_url>/qat``) from the deploy
-    checkpoint ``start``: the trained fake-quantised network and its last checkpoint. Continued or reused as the
-    demo's own training is."""
+    checkpoint ``start``: its recipe and last checkpoint. Continued or reused as the demo's own training is."""
     qat_cfg = load_config(QAT_CONFIG, {"pretrained": str(start), "train_url": str(Path(cfg.train_url) / "qat"),
                                        "data_url": cfg.data_url})
     log = get_logger()
@@ -43,9 +40,7 @@ def quantisation_aware_training(cfg: Config, start: Path) -> tuple[FakeQuantVGG,
     start_time = time.perf_counter()
     train(qat_cfg, resume)
     log.info(f"quantisation-aware training: {qat_cfg.epochs} epochs in {time.perf_counter() - start_time:.0f} s")
-    checkpoint = run_checkpoints(qat_cfg.train_url)[-1]  # the last epoch's, also when a finished run is reused
-    qnet, _ = load_network(checkpoint, qat_cfg.arch, qat_cfg.num_classes)
-    return qnet, checkpoint
+    return qat_cfg, run_checkpoints(qat_cfg.train_url)[-1]  # the last epoch's, also when a finished run is reused
 
 
 def run_demo(config_path: str, overrides: dict) -> list[dict]:
@@ -79,10 +74,9 @@ def run_demo(config_path: str, overrides: dict) -> list[dict]:
     onnx_path = export_network(deploy_net, "ONNX", out / cfg.arch, 1, cfg.image_size, dynamic_batch=True,
                                metadata=metadata)
     int8_path = quantize_int8(onnx_path, out / f"{cfg.arch}.int8.onnx", calibration_batches(cfg, CALIBRATION_IMAGES))
-    qnet, qat_checkpoint = quantisation_aware_training(cfg, out / f"{cfg.arch}-deploy.ckpt")
-    qat_onnx = export_network(qnet.float_network(), "ONNX", out / f"{cfg.arch}-qat", 1, cfg.image_size,
-                              dynamic_batch=True, metadata=metadata)
-    qat_int8_path = quantize_int8_learned(qat_onnx, out / f"{cfg.arch}-qat.int8.onnx", qnet, str(qat_checkpoint))
+    qat_cfg, qat_checkpoint = quantisation_aware_training(cfg, out / f"{cfg.arch}-deploy.ckpt")
+    qat_int8_path = qat_int8_model(qat_checkpoint, qat_cfg.arch, qat_cfg.num_classes, cfg.image_size,
+                                   out / f"{cfg.arch}-qat", out / f"{cfg.arch}-qat.int8.onnx", metadata)
     onnx_models = {"ONNX Runtime fp32": onnx_path,
                    f"ONNX Runtime int8 PTQ ({DEFAULT_CALIBRATION_METHOD})": int8_path,
                    "ONNX Runtime int8 QAT": qat_int8_path}
